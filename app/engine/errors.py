@@ -1,0 +1,51 @@
+"""Errors raised by the engine.
+
+::
+
+    EngineError                  anything the engine reports
+    ├── ModelLoadError           the model file cannot be used
+    │   ├── ModelNotFoundError   no file at that path
+    │   ├── NotGGUFError         the file is not a GGUF model
+    │   └── TruncatedModelError  the file is a GGUF cut short
+    ├── PromptTooLongError       the prompt does not fit the context
+    ├── RequestCancelledError    the caller cancelled the request
+    └── GenerationError          llama.cpp failed while decoding
+
+Every error is a *known* error: ``str(err)`` is one line a user can read.
+They are plain exceptions with plain arguments so they survive being sent
+across a process boundary (the engine moves into a child process later).
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises."""
+
+
+class ModelLoadError(EngineError):
+    """The model file exists but cannot be loaded."""
+
+
+class ModelNotFoundError(ModelLoadError):
+    """There is no model file at the given path."""
+
+
+class NotGGUFError(ModelLoadError):
+    """The file does not start with the GGUF magic."""
+
+
+class TruncatedModelError(ModelLoadError):
+    """The GGUF header promises more data than the file holds."""
+
+
+class PromptTooLongError(EngineError):
+    """The prompt needs more tokens than the context holds."""
+
+
+class RequestCancelledError(EngineError):
+    """The request was cancelled before it finished."""
+
+
+class GenerationError(EngineError):
+    """llama.cpp reported an error while decoding."""

@@ -1,0 +1,41 @@
+"""Shared fixtures: an isolated data directory and generated GGUF models."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def soloist_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own data directory through SOLOIST_HOME."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SOLOIST_HOME", str(home))
+    yield home
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(model_dir: Path) -> Path:
+    """A ~0.5 MB llama GGUF with random weights and a ChatML chat template."""
+    from app.devtools.testmodels import write_tiny_model
+
+    return write_tiny_model(model_dir / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_no_template(model_dir: Path) -> Path:
+    """The same tiny model without a chat template in its metadata."""
+    from app.devtools.testmodels import write_tiny_model
+
+    return write_tiny_model(model_dir / "tiny-plain.gguf", chat_template=None)
