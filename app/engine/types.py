@@ -88,6 +88,7 @@ class Timings:
     completion_tokens: int
     time_to_first_token_s: float
     total_s: float
+    queue_s: float = 0.0  # waiting before the engine took it (includes model load)
 
     @property
     def tokens_per_s(self) -> float:

@@ -1,0 +1,99 @@
+"""The ``soloist`` command line.
+
+    soloist                      start the desktop app
+    soloist doctor [--json]      check this machine and the installation
+    soloist chat --model PATH    one chat turn, streamed to stdout
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from app import __version__, logs
+
+log = logging.getLogger("soloist.cli")
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+EXIT_BUG = 70
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="soloist", description="Soloist, your AI office.")
+    parser.add_argument("--version", action="version", version=f"soloist {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    doctor = sub.add_parser("doctor", help="check this machine and the installation")
+    doctor.add_argument("--json", action="store_true", help="print one JSON document")
+    chat = sub.add_parser("chat", help="one chat turn with a model, streamed to stdout")
+    chat.add_argument("--model", required=True, help="path to a GGUF model file")
+    chat.add_argument("--system", default=None, help="system prompt")
+    chat.add_argument("--max-tokens", type=int, default=128)
+    chat.add_argument("--temperature", type=float, default=0.7)
+    chat.add_argument("--seed", type=int, default=0xC0FFEE)
+    chat.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
+    chat.add_argument("prompt", help="what to say")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        from app.ui.app import run
+
+        return run(sys.argv[:1])
+    logs.setup("cli")
+    try:
+        if args.command == "doctor":
+            from app import doctor
+
+            return doctor.main(as_json=args.json)
+        return _chat(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: one line for the user, the trace for the log
+        log.exception("soloist %s failed", args.command)
+        print(f"soloist: internal error ({type(exc).__name__}); see the log.", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from app.engine.errors import EngineError
+    from app.engine.llama_adapter import ContextConfig
+    from app.engine.llamacpp import LlamaCppEngine
+    from app.engine.types import GenerateRequest, Message, SamplingParams
+
+    messages = [Message("user", args.prompt)]
+    if args.system:
+        messages.insert(0, Message("system", args.system))
+    request = GenerateRequest(
+        model_path=args.model,
+        messages=tuple(messages),
+        sampling=SamplingParams(
+            max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed
+        ),
+    )
+    engine = LlamaCppEngine(ContextConfig(n_ctx=args.ctx))
+    try:
+        for chunk in engine.generate(request):
+            if chunk.text:
+                sys.stdout.write(chunk.text)
+                sys.stdout.flush()
+            if chunk.timings is not None:
+                t = chunk.timings
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+                print(
+                    f"load {t.queue_s:.2f} s · time to first token {t.time_to_first_token_s:.3f} s"
+                    f" · {t.tokens_per_s:.1f} tokens/s · {t.prompt_tokens} prompt tokens"
+                    f" · {t.completion_tokens} generated ({chunk.finish_reason})",
+                    file=sys.stderr,
+                )
+    except EngineError as exc:
+        print(f"soloist: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        engine.close()
+    return 0

@@ -1,0 +1,192 @@
+"""A small adapter over llama.cpp's C API (through llama-cpp-python's ctypes).
+
+Only the calls Soloist needs, with Python types in and out. Every object
+here belongs to the engine thread that created it; nothing is thread-safe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from app.engine.errors import GenerationError, ModelLoadError
+from app.engine.types import SamplingParams
+
+log = logging.getLogger("soloist.engine.llama")
+
+_init_lock = threading.Lock()
+_initialised = False
+_log_callback: Any = None  # kept alive: llama.cpp holds a pointer to it
+
+# ggml log levels: 1 debug... 2 info, 3 warn, 4 error, 5 cont
+_LEVELS = {2: logging.DEBUG, 3: logging.INFO, 4: logging.WARNING}
+
+
+def llama() -> Any:
+    """Import llama_cpp once, route its log to ours, init the backend."""
+    global _initialised, _log_callback
+    import llama_cpp
+
+    with _init_lock:
+        if not _initialised:
+
+            def _on_log(level: int, text: bytes, _user: Any) -> None:
+                if text and log.isEnabledFor(_LEVELS.get(level, logging.DEBUG)):
+                    msg = text.decode("utf-8", "replace").rstrip()
+                    log.log(_LEVELS.get(level, logging.DEBUG), "%s", msg)
+
+            _log_callback = llama_cpp.llama_log_callback(_on_log)
+            llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _initialised = True
+    return llama_cpp
+
+
+@dataclass(frozen=True, slots=True)
+class ContextConfig:
+    """How a model's context is built."""
+
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_threads: int = 0  # 0: all cores
+    n_gpu_layers: int = 0
+
+
+class LoadedModel:
+    """A model and one context on it, owned by one thread."""
+
+    def __init__(self, path: str, config: ContextConfig) -> None:
+        lib = llama()
+        self._lib = lib
+        mparams = lib.llama_model_default_params()
+        mparams.n_gpu_layers = config.n_gpu_layers
+        self.model = lib.llama_model_load_from_file(path.encode(), mparams)
+        if not self.model:
+            raise ModelLoadError(f"llama.cpp could not load {os.path.basename(path)}.")
+        self.vocab = lib.llama_model_get_vocab(self.model)
+        n_train = lib.llama_model_n_ctx_train(self.model)
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = min(config.n_ctx, n_train) if n_train > 0 else config.n_ctx
+        cparams.n_batch = config.n_batch
+        threads = config.n_threads or os.cpu_count() or 1
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        self.ctx = lib.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            lib.llama_model_free(self.model)
+            raise ModelLoadError("llama.cpp could not create a context (out of memory?).")
+        self.n_ctx = int(lib.llama_n_ctx(self.ctx))
+        self.n_batch = config.n_batch
+        self._batch = lib.llama_batch_init(self.n_batch, 0, 1)
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+    # -- metadata ------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = self._lib.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace") if n >= 0 else None
+
+    def chat_template(self) -> str | None:
+        raw = self._lib.llama_model_chat_template(self.model, None)
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def token_text(self, token: int) -> str:
+        return self.piece(token, special=True).decode("utf-8", "replace")
+
+    def bos(self) -> int:
+        return int(self._lib.llama_vocab_bos(self.vocab))
+
+    def eos(self) -> int:
+        return int(self._lib.llama_vocab_eos(self.vocab))
+
+    # -- tokens --------------------------------------------------------
+    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        arr = (self._lib.llama_token * cap)()
+        n = self._lib.llama_tokenize(self.vocab, data, len(data), arr, cap, add_special, True)
+        if n < 0:
+            cap = -n
+            arr = (self._lib.llama_token * cap)()
+            n = self._lib.llama_tokenize(self.vocab, data, len(data), arr, cap, add_special, True)
+        return list(arr[:n])
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        buf = self._piece_buf
+        n = self._lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self.vocab, token))
+
+    # -- decoding ------------------------------------------------------
+    def clear(self) -> None:
+        self._lib.llama_memory_clear(self._lib.llama_get_memory(self.ctx), True)
+
+    def decode(self, tokens: Sequence[int], start_pos: int, *, want_logits: bool) -> None:
+        """Decode up to ``n_batch`` tokens of sequence 0 starting at ``start_pos``."""
+        batch = self._batch
+        n = len(tokens)
+        for i, tok in enumerate(tokens):
+            batch.token[i] = tok
+            batch.pos[i] = start_pos + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = 0
+        if want_logits and n:
+            batch.logits[n - 1] = 1
+        batch.n_tokens = n
+        rc = self._lib.llama_decode(self.ctx, batch)
+        if rc != 0:
+            raise GenerationError(f"llama_decode failed with code {rc}.")
+
+    def new_sampler(self, params: SamplingParams) -> Sampler:
+        return Sampler(self._lib, self, params)
+
+    def close(self) -> None:
+        if self.ctx:
+            self._lib.llama_batch_free(self._batch)
+            self._lib.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            self._lib.llama_model_free(self.model)
+            self.model = None
+
+
+class Sampler:
+    """A llama.cpp sampler chain built from :class:`SamplingParams`."""
+
+    def __init__(self, lib: Any, model: LoadedModel, p: SamplingParams) -> None:
+        self._lib = lib
+        self._ctx = model.ctx
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        add = lib.llama_sampler_chain_add
+        if p.repeat_penalty != 1.0:
+            n_vocab = lib.llama_vocab_n_tokens(model.vocab)
+            add(chain, lib.llama_sampler_init_penalties(n_vocab, 64, p.repeat_penalty, 0.0, 0.0))
+        if p.temperature <= 0:
+            add(chain, lib.llama_sampler_init_greedy())
+        else:
+            add(chain, lib.llama_sampler_init_top_k(p.top_k))
+            add(chain, lib.llama_sampler_init_top_p(p.top_p, 1))
+            add(chain, lib.llama_sampler_init_min_p(p.min_p, 1))
+            add(chain, lib.llama_sampler_init_temp(p.temperature))
+            add(chain, lib.llama_sampler_init_dist(p.seed & 0xFFFFFFFF))
+        self._chain = chain
+
+    def sample(self) -> int:
+        """Pick the next token from the last logits and record it."""
+        return int(self._lib.llama_sampler_sample(self._chain, self._ctx, -1))
+
+    def close(self) -> None:
+        if self._chain:
+            self._lib.llama_sampler_free(self._chain)
+            self._chain = None
