@@ -173,8 +173,9 @@ def write_bench_model(path: Path, *, keep_f16: bool = False) -> Path:
 
 def quantize(src: Path, dst: Path, kind: str = "Q4_K_M") -> Path:
     """Quantise a GGUF with llama.cpp's own quantiser."""
-    import llama_cpp
+    from app.engine.llama_adapter import llama
 
+    llama_cpp = llama()  # its log goes to ours, not the terminal
     ftypes = {"Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, "Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftypes[kind]
