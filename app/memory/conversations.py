@@ -1,0 +1,177 @@
+"""Conversations and their messages: the session tier of the office's memory.
+
+Each message carries a sequence number per conversation, assigned as
+max + 1 inside the transaction that saves it. The database lock serialises
+appends from the UI's worker threads, so numbers are unique and gap-free
+and reading in ``seq`` order is reading in causal order.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.memory.db import Database, from_db_time, to_db_time, utc_now
+from app.memory.errors import ConversationNotFoundError
+
+log = logging.getLogger("soloist.memory")
+
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+_CONVERSATION_COLUMNS = "id, title, created_at, updated_at"
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A conversation's record; ``updated_at`` is its last activity."""
+
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class StoredMessage:
+    """A saved message. Its repr shows the size of the text, never the text."""
+
+    conversation_id: str
+    seq: int
+    role: str
+    content: str
+    created_at: datetime
+
+    def __repr__(self) -> str:
+        return (
+            f"StoredMessage(conversation_id={self.conversation_id!r}, seq={self.seq}, "
+            f"role={self.role!r}, chars={len(self.content)}, "
+            f"created_at={self.created_at.isoformat()})"
+        )
+
+
+class ConversationStore:
+    """Create, list and rename conversations; append and read their messages.
+
+    (Annotations after ``list`` spell ``builtins.list``: inside this class the
+    name ``list`` is the method.)
+    """
+
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._clock = clock
+
+    def create(self, title: str) -> Conversation:
+        """Start a new, empty conversation."""
+        now = self._now()
+        conversation = Conversation(uuid.uuid4().hex, title, now, now)
+        self._db.execute(
+            f"INSERT INTO conversations ({_CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?)",
+            [conversation.id, title, to_db_time(now), to_db_time(now)],
+        )
+        log.info("conversation %s created", conversation.id)
+        return conversation
+
+    def get(self, conversation_id: str) -> Conversation:
+        """The conversation with this id; ``ConversationNotFoundError`` if none."""
+        row = self._db.fetchone(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", [conversation_id]
+        )
+        if row is None:
+            raise ConversationNotFoundError(conversation_id)
+        return _conversation(row)
+
+    def list(self) -> list[Conversation]:
+        """All conversations, the most recently active first."""
+        rows = self._db.fetchall(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
+            "ORDER BY updated_at DESC, created_at DESC, id"
+        )
+        return [_conversation(row) for row in rows]
+
+    def rename(self, conversation_id: str, title: str) -> Conversation:
+        """Give a conversation a new title and return it.
+
+        Renaming is not activity: ``updated_at`` stays, so the list does not
+        reorder under the owner's cursor.
+        """
+        with self._db.transaction():
+            self.get(conversation_id)
+            self._db.execute(
+                "UPDATE conversations SET title = ? WHERE id = ?", [title, conversation_id]
+            )
+            renamed = self.get(conversation_id)
+        log.info("conversation %s renamed", conversation_id)
+        return renamed
+
+    def append(self, conversation_id: str, role: str, content: str) -> StoredMessage:
+        """Save a message at the end of a conversation and return it."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; expected one of {sorted(ROLES)}")
+        with self._db.transaction():
+            self.get(conversation_id)
+            message = StoredMessage(
+                conversation_id, self._next_seq(conversation_id), role, content, self._now()
+            )
+            self._insert(message)
+        log.debug(
+            "conversation %s: message %d saved (%s, %d chars)",
+            conversation_id,
+            message.seq,
+            role,
+            len(content),
+        )
+        return message
+
+    def messages(self, conversation_id: str) -> builtins.list[StoredMessage]:
+        """A conversation's messages in ``seq`` (causal) order."""
+        with self._db.transaction():
+            self.get(conversation_id)
+            rows = self._db.fetchall(
+                "SELECT conversation_id, seq, role, content, created_at FROM messages "
+                "WHERE conversation_id = ? ORDER BY seq",
+                [conversation_id],
+            )
+        return [_message(row) for row in rows]
+
+    def _now(self) -> datetime:
+        """The clock's time in UTC, as it will read back from the database."""
+        return self._clock().astimezone(UTC)
+
+    def _next_seq(self, conversation_id: str) -> int:
+        """max + 1 for this conversation; call inside the append's transaction."""
+        row = self._db.fetchone(
+            "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE conversation_id = ?",
+            [conversation_id],
+        )
+        return int(row[0]) if row is not None else 1
+
+    def _insert(self, message: StoredMessage) -> None:
+        """Write the message and mark its conversation as active now.
+
+        ``greatest`` keeps ``updated_at`` from moving back if the clock does.
+        """
+        created = to_db_time(message.created_at)
+        self._db.execute(
+            "INSERT INTO messages (conversation_id, seq, role, content, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [message.conversation_id, message.seq, message.role, message.content, created],
+        )
+        self._db.execute(
+            "UPDATE conversations SET updated_at = greatest(updated_at, ?) WHERE id = ?",
+            [created, message.conversation_id],
+        )
+
+
+def _conversation(row: tuple[Any, ...]) -> Conversation:
+    conversation_id, title, created_at, updated_at = row
+    return Conversation(conversation_id, title, from_db_time(created_at), from_db_time(updated_at))
+
+
+def _message(row: tuple[Any, ...]) -> StoredMessage:
+    conversation_id, seq, role, content, created_at = row
+    return StoredMessage(conversation_id, int(seq), role, content, from_db_time(created_at))

@@ -1,0 +1,304 @@
+"""The office database: one DuckDB file, one connection, one lock.
+
+DuckDB lets a single process open a file read-write, and the office is that
+process. Inside it, the UI saves messages from worker threads, so the one
+connection is shared and every use of it is guarded by an ``RLock``
+(re-entrant, so a transaction can call the small helpers). DuckDB's own
+exceptions are mapped to ``app.memory.errors`` here, at the boundary.
+
+Opening is careful not to change a file it will refuse: a file's schema
+version is first read through a read-only connection, and only a file this
+code understands is reopened read-write and migrated.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+
+from app.memory.errors import (
+    DatabaseClosedError,
+    DatabaseCorruptError,
+    DatabaseLockedError,
+    DatabaseOpenError,
+    QueryError,
+    SchemaTooNewError,
+)
+from app.memory.migrations import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    Migration,
+    latest_version,
+    migrate,
+    read_version,
+)
+
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "Database", "from_db_time", "to_db_time", "utc_now"]
+
+log = logging.getLogger("soloist.memory")
+
+_LOCK_HOLDER_PID = re.compile(r"\bPID (\d+)\b")
+_MAX_DETAIL = 200
+
+Params = Sequence[object]
+Row = tuple[Any, ...]
+
+
+class Database:
+    """The office's DuckDB file. Create with ``open`` or ``open_readonly``."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> None:
+        self._conn: duckdb.DuckDBPyConnection | None = conn
+        self._path = path
+        self._read_only = read_only
+        self._lock = threading.RLock()
+        self._tx_depth = 0
+
+    # -- opening -------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path | str, migrations: Sequence[Migration] = MIGRATIONS) -> Database:
+        """Open (creating if needed) and migrate the file at ``path``.
+
+        ``migrations`` is a seam for tests. A file newer than ``migrations``
+        is refused untouched; a failed migration leaves it as it was, and a
+        file this call created is removed again.
+        """
+        path = Path(path)
+        started = time.perf_counter()
+        known = latest_version(migrations)
+        existed = path.exists()
+        if existed:
+            _refuse_if_too_new(path, known)
+        conn = _connect(path, read_only=False)
+        try:
+            version = _migrate_mapped(conn, migrations, path)
+        except BaseException:
+            conn.close()
+            if not existed:
+                _remove_new_file(path)
+            raise
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.info("opened office database %s (schema v%d) in %.1f ms", path, version, elapsed_ms)
+        return cls(conn, path, read_only=False)
+
+    @classmethod
+    def open_readonly(cls, path: Path | str) -> Database:
+        """Open an existing file read-only, without migrating (``soloist doctor``)."""
+        path = Path(path)
+        if not path.exists():
+            raise DatabaseOpenError(str(path), "there is no database file there yet")
+        return cls(_connect(path, read_only=True), path, read_only=True)
+
+    # -- properties ----------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version recorded in the file (0 for an empty file)."""
+        with self._mapped() as conn:
+            return read_version(conn)
+
+    # -- statements ----------------------------------------------------
+    def execute(self, sql: str, params: Params = ()) -> None:
+        """Run one statement, discarding any result."""
+        with self._mapped() as conn:
+            conn.execute(sql, list(params))
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        """Run a query and return all its rows."""
+        with self._mapped() as conn:
+            return conn.execute(sql, list(params)).fetchall()
+
+    def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        """Run a query and return its first row, or None when it has none."""
+        with self._mapped() as conn:
+            return conn.execute(sql, list(params)).fetchone()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block in one transaction, holding the lock throughout.
+
+        Commits when the block ends, rolls back when it raises. A nested
+        ``transaction()`` joins the outer one (DuckDB has no savepoints), so
+        helpers can be transactional on their own and still compose.
+        """
+        with self._lock:
+            if self._tx_depth:
+                yield from self._joined_transaction()
+            else:
+                yield from self._outermost_transaction()
+
+    def _joined_transaction(self) -> Iterator[None]:
+        self._tx_depth += 1
+        try:
+            yield
+        finally:
+            self._tx_depth -= 1
+
+    def _outermost_transaction(self) -> Iterator[None]:
+        self.execute("BEGIN TRANSACTION")
+        self._tx_depth = 1
+        try:
+            yield
+        except BaseException:
+            self._tx_depth = 0
+            self._roll_back_quietly()
+            raise
+        self._tx_depth = 0
+        self._commit()
+
+    def _commit(self) -> None:
+        """Commit; when DuckDB refuses, roll back and report a QueryError."""
+        try:
+            self.execute("COMMIT")
+        except QueryError:
+            self._roll_back_quietly()
+            raise
+
+    def _roll_back_quietly(self) -> None:
+        """Roll back; DuckDB may already have aborted the transaction itself."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except duckdb.Error:
+            log.debug("rollback found no open transaction")
+
+    @contextmanager
+    def _mapped(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Hold the lock, hand out the open connection, map DuckDB's errors."""
+        with self._lock:
+            if self._conn is None:
+                raise DatabaseClosedError()
+            try:
+                yield self._conn
+            except duckdb.Error as exc:
+                raise QueryError(_detail(exc)) from exc
+
+    # -- closing -------------------------------------------------------
+    def close(self) -> None:
+        """Close the file; closing twice is harmless."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                conn.close()
+            except duckdb.Error as exc:
+                raise QueryError(_detail(exc)) from exc
+        log.info("closed office database %s", self._path)
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("read-only" if self._read_only else "open")
+        return f"Database({str(self._path)!r}, {state})"
+
+
+# -- time ---------------------------------------------------------------
+def utc_now() -> datetime:
+    """Now, timezone-aware in UTC: the default clock of the stores."""
+    return datetime.now(UTC)
+
+
+def to_db_time(moment: datetime) -> datetime:
+    """The naive UTC value a ``TIMESTAMP`` column stores (see migrations)."""
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def from_db_time(value: datetime) -> datetime:
+    """A ``TIMESTAMP`` column's naive UTC value, made timezone-aware."""
+    return value.replace(tzinfo=UTC)
+
+
+# -- opening, mechanism ----------------------------------------------------
+def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect`` with its errors mapped to the store's."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        raise _open_error(path, exc) from exc
+
+
+def _open_error(path: Path, exc: duckdb.Error) -> DatabaseOpenError:
+    """The store's error for a failed ``duckdb.connect``, read from its message."""
+    message = str(exc)
+    if isinstance(exc, duckdb.IOException) and "Could not set lock" in message:
+        match = _LOCK_HOLDER_PID.search(message)
+        return DatabaseLockedError(str(path), int(match.group(1)) if match else None)
+    if "not a valid DuckDB database" in message:
+        return DatabaseCorruptError(str(path))
+    return DatabaseOpenError(str(path), _detail(exc))
+
+
+def _refuse_if_too_new(path: Path, known: int) -> None:
+    """Read the file's version read-only and refuse it if it is too new.
+
+    A read-only connection never writes (no WAL, no checkpoint), so a file
+    refused here is left byte-for-byte as it was.
+    """
+    conn = _connect(path, read_only=True)
+    try:
+        found = read_version(conn)
+    except duckdb.Error as exc:
+        raise DatabaseOpenError(str(path), _detail(exc)) from exc
+    finally:
+        conn.close()
+    if found > known:
+        log.info("refusing office database: schema v%d, this code knows v%d", found, known)
+        raise SchemaTooNewError(str(path), found, known)
+
+
+def _migrate_mapped(
+    conn: duckdb.DuckDBPyConnection, migrations: Sequence[Migration], path: Path
+) -> int:
+    """``migrate``, with DuckDB errors outside any migration mapped too."""
+    try:
+        return migrate(conn, migrations, str(path))
+    except duckdb.Error as exc:
+        raise DatabaseOpenError(str(path), _detail(exc)) from exc
+
+
+def _remove_new_file(path: Path) -> None:
+    """Remove a database file (and its WAL) that a failed ``open`` created."""
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    log.info("removed the database file a failed open had created")
+
+
+def _detail(exc: duckdb.Error) -> str:
+    """DuckDB's message, first line only and bounded, for a one-line error."""
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return first_line[:_MAX_DETAIL]
