@@ -1,8 +1,8 @@
 """The ``soloist`` command line.
 
-    soloist                      start the desktop app
-    soloist doctor [--json]      check this machine and the installation
-    soloist chat --model PATH    one chat turn, streamed to stdout
+soloist                      start the desktop app
+soloist doctor [--json]      check this machine and the installation
+soloist chat --model PATH    one chat turn, streamed to stdout
 """
 
 from __future__ import annotations

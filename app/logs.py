@@ -15,7 +15,9 @@ from app import paths
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s"
 
 
-def setup(name: str = "soloist", level: int = logging.INFO, home: Path | None = None) -> Path | None:
+def setup(
+    name: str = "soloist", level: int = logging.INFO, home: Path | None = None
+) -> Path | None:
     """Send Soloist's logs to ``<data dir>/logs/<name>.log``; return that path.
 
     Returns None when the directory cannot be written: logging must never

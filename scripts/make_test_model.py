@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write a random-weight GGUF model for tests or benchmarks.
 
-    python scripts/make_test_model.py --out tiny.gguf
-    python scripts/make_test_model.py --bench --out bench-q4_k_m.gguf
+python scripts/make_test_model.py --out tiny.gguf
+python scripts/make_test_model.py --bench --out bench-q4_k_m.gguf
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.devtools.testmodels import (  # noqa: E402
+from app.devtools.testmodels import (
     CHATML_TEMPLATE,
     write_bench_model,
     write_model,

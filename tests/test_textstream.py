@@ -55,4 +55,4 @@ def test_output_is_the_text_before_the_first_stop(text: str, width: int) -> None
     pieces = [data[i : i + width] for i in range(0, len(data), width)]
     out, stopped = _run(pieces, (stop,))
     assert stopped == (stop in text)
-    assert out == text.split(stop)[0]
+    assert out == text.split(stop, maxsplit=1)[0]

@@ -72,7 +72,8 @@ def _tensors(shape: ModelShape, rng: np.random.Generator, dtype: type) -> dict[s
 
     def rand(*dims: int) -> np.ndarray:
         scale = 1.0 / np.sqrt(dims[-1])
-        return (rng.standard_normal(dims, dtype=np.float32) * scale).astype(dtype)
+        weights: np.ndarray = (rng.standard_normal(dims, dtype=np.float32) * scale).astype(dtype)
+        return weights
 
     # Every embedding shares one direction and the output rows of readable
     # bytes lean towards it, so even random weights mostly emit ASCII words
@@ -176,7 +177,10 @@ def quantize(src: Path, dst: Path, kind: str = "Q4_K_M") -> Path:
     from app.engine.llama_adapter import llama
 
     llama_cpp = llama()  # its log goes to ours, not the terminal
-    ftypes = {"Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, "Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}
+    ftypes = {
+        "Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M,
+        "Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
+    }
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftypes[kind]
     params.nthread = os.cpu_count() or 1

@@ -19,32 +19,35 @@ from app.engine.types import SamplingParams
 
 log = logging.getLogger("soloist.engine.llama")
 
-_init_lock = threading.Lock()
-_initialised = False
-_log_callback: Any = None  # kept alive: llama.cpp holds a pointer to it
-
 # ggml log levels: 1 debug... 2 info, 3 warn, 4 error, 5 cont
 _LEVELS = {2: logging.DEBUG, 3: logging.INFO, 4: logging.WARNING}
 
 
+class _Runtime:
+    """The process-wide llama.cpp set-up, done once."""
+
+    lock = threading.Lock()
+    lib: Any = None
+    log_callback: Any = None  # kept alive: llama.cpp holds a pointer to it
+
+
+def _on_log(level: int, text: bytes, _user: Any) -> None:
+    py_level = _LEVELS.get(level, logging.DEBUG)
+    if text and log.isEnabledFor(py_level):
+        log.log(py_level, "%s", text.decode("utf-8", "replace").rstrip())
+
+
 def llama() -> Any:
     """Import llama_cpp once, route its log to ours, init the backend."""
-    global _initialised, _log_callback
-    import llama_cpp
+    with _Runtime.lock:
+        if _Runtime.lib is None:
+            import llama_cpp
 
-    with _init_lock:
-        if not _initialised:
-
-            def _on_log(level: int, text: bytes, _user: Any) -> None:
-                if text and log.isEnabledFor(_LEVELS.get(level, logging.DEBUG)):
-                    msg = text.decode("utf-8", "replace").rstrip()
-                    log.log(_LEVELS.get(level, logging.DEBUG), "%s", msg)
-
-            _log_callback = llama_cpp.llama_log_callback(_on_log)
-            llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            _Runtime.log_callback = llama_cpp.llama_log_callback(_on_log)
+            llama_cpp.llama_log_set(_Runtime.log_callback, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
-            _initialised = True
-    return llama_cpp
+            _Runtime.lib = llama_cpp
+        return _Runtime.lib
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,7 +115,10 @@ class LlamaCppEngine:
         self._model_info = info
         log.info(
             "loaded %s (%d bytes, n_ctx=%d) in %.2f s",
-            info.name, info.size_bytes, self._model.n_ctx, time.perf_counter() - started,
+            info.name,
+            info.size_bytes,
+            self._model.n_ctx,
+            time.perf_counter() - started,
         )
         return self._model, info
 
@@ -191,6 +194,10 @@ class LlamaCppEngine:
         job.out.put(Chunk(req.request_id, n_out + 1, tail, finish, timings))
         log.info(
             "request %s: %d prompt + %d tokens, ttft %.3f s, %.1f tok/s, %s",
-            req.request_id, n_prompt, n_out, timings.time_to_first_token_s,
-            timings.tokens_per_s, finish.value,
+            req.request_id,
+            n_prompt,
+            n_out,
+            timings.time_to_first_token_s,
+            timings.tokens_per_s,
+            finish.value,
         )
