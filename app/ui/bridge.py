@@ -1,0 +1,120 @@
+"""One chat turn, run on a worker thread and reported through Qt signals.
+
+``ChatStream.run()`` blocks: it saves the owner's message through the office,
+iterates the reply's chunks and emits ``chunk`` for each piece of text, then
+``finished`` (with a :class:`TurnStats`) or ``failed`` (one readable line).
+Signals emitted on the worker thread reach main-thread receivers queued, in
+order. ``cancel()`` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, Signal
+
+from app.engine.errors import EngineError
+from app.engine.types import Chunk, FinishReason, Timings
+from app.memory.errors import StoreError
+from app.office import ChatTurn, NoModelError, Office
+
+log = logging.getLogger("soloist.ui")
+
+TITLE_CHARS = 48
+KNOWN_ERRORS = (NoModelError, EngineError, StoreError)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStats:
+    """How a turn ended; ``timings`` come from the final chunk when there was one."""
+
+    finish_reason: str
+    timings: Timings | None = None
+    error: str | None = None
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the owner; a bug also leaves its traceback in the log."""
+    if isinstance(exc, KNOWN_ERRORS):
+        return str(exc)
+    log.error("unexpected error", exc_info=exc)
+    return f"Something went wrong ({type(exc).__name__}); the details are in the log."
+
+
+def title_for(text: str) -> str:
+    """A conversation title from the first line of its first message."""
+    first_line = text.strip().splitlines()[0] if text.strip() else ""
+    if len(first_line) <= TITLE_CHARS:
+        return first_line or "New chat"
+    return first_line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+class ChatStream(QObject):
+    """Sends one message and streams the reply; call ``run`` off the main thread."""
+
+    started = Signal(str, str)  # conversation id, the owner's text (saved)
+    chunk = Signal(str)
+    finished = Signal(object)  # TurnStats
+    failed = Signal(str)
+
+    def __init__(
+        self, office: Office, conversation_id: str | None, text: str, max_tokens: int = 256
+    ) -> None:
+        super().__init__()
+        self._office = office
+        self._conversation_id = conversation_id
+        self._text = text
+        self._max_tokens = max_tokens
+        self._cancelled = threading.Event()
+        self._request_id: str | None = None
+
+    def cancel(self) -> None:
+        """Ask the engine to stop; the reply so far is kept."""
+        self._cancelled.set()
+        if self._request_id is not None:
+            self._office.cancel(self._request_id)
+
+    def run(self) -> None:
+        try:
+            stats = self._run()
+        except Exception as exc:
+            self.failed.emit(describe_error(exc))
+            return
+        if stats.finish_reason == FinishReason.ERROR:
+            self.failed.emit(stats.error or "The engine failed while writing the reply.")
+        else:
+            self.finished.emit(stats)
+
+    def _run(self) -> TurnStats:
+        if self._cancelled.is_set():
+            return TurnStats(FinishReason.CANCELLED)
+        conversation_id = self._conversation_id or self._create_conversation()
+        turn = self._office.send(conversation_id, self._text, max_tokens=self._max_tokens)
+        self._request_id = turn.request_id
+        log.info("turn %s started in conversation %s", turn.request_id, conversation_id)
+        self.started.emit(conversation_id, self._text)
+        if self._cancelled.is_set():  # stopped before the first token: nothing to save
+            return TurnStats(FinishReason.CANCELLED)
+        final = self._pump(turn)
+        if final is None:
+            return TurnStats(FinishReason.STOP)
+        log.info("turn %s ended: %s", turn.request_id, final.finish_reason)
+        return TurnStats(str(final.finish_reason), final.timings, final.error)
+
+    def _create_conversation(self) -> str:
+        if self._office.model_path() is None:
+            raise NoModelError()  # before creating: no empty conversation is left behind
+        return self._office.new_conversation(title_for(self._text)).id
+
+    def _pump(self, turn: ChatTurn) -> Chunk | None:
+        cancel_sent = False
+        for chunk in turn.chunks:
+            if chunk.text:
+                self.chunk.emit(chunk.text)
+            if chunk.is_final:
+                return chunk
+            if self._cancelled.is_set() and not cancel_sent:
+                cancel_sent = self._office.cancel(turn.request_id)
+        return None

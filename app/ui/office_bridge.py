@@ -1,0 +1,145 @@
+"""The UI's one door to the office: slots in, signals out.
+
+Every call that reaches the database or the engine runs on :class:`Jobs`;
+its result comes back as a signal on the main thread. The window connects
+to these signals and never holds the office itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from PySide6.QtCore import QCoreApplication, QObject, Signal
+
+from app.office import Office
+from app.ui.bridge import ChatStream, describe_error
+from app.ui.jobs import Jobs
+
+log = logging.getLogger("soloist.ui")
+
+OfficeFactory = Callable[[], Office]
+
+
+class OfficeBridge(QObject):
+    """Owns the office for the UI and reports everything through signals."""
+
+    opened = Signal()
+    open_failed = Signal(str)  # the office could not be opened: one readable line
+    conversations_loaded = Signal(list)  # list[Conversation], most recent first
+    messages_loaded = Signal(str, list)  # conversation id, list[StoredMessage]
+    model_changed = Signal(str)  # the model's path, "" when none is chosen
+    turn_started = Signal(str, str)  # conversation id, the owner's text
+    chunk = Signal(str)
+    finished = Signal(object)  # TurnStats
+    failed = Signal(str)  # the turn failed: one readable line
+    error = Signal(str)  # anything else failed: one readable line
+    busy_changed = Signal(bool)
+
+    def __init__(self, office: Office | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._jobs = Jobs(self)
+        self._office = office
+        self._stream: ChatStream | None = None
+        self._closing = False
+
+    # -- life cycle ----------------------------------------------------
+    def open(self, factory: OfficeFactory) -> None:
+        """Open the office on a worker thread; ``opened`` or ``error`` follows."""
+        self._jobs.run(factory, self.attach, self._report_open_failure)
+
+    def attach(self, office: Office) -> None:
+        """Use an opened office, then load what the window shows first."""
+        self._office = office
+        if self._closing:  # opened while the app was quitting: only close it
+            return
+        log.info("office attached")
+        self.opened.emit()
+        self.refresh()
+
+    @property
+    def busy(self) -> bool:
+        return self._stream is not None
+
+    def shutdown(self, timeout_ms: int = 10_000) -> None:
+        """Stop the reply, wait for background jobs, close the office."""
+        self._closing = True
+        self.stop()
+        if not self._jobs.wait(timeout_ms):
+            log.warning("background jobs still running after %d ms", timeout_ms)
+        # The event loop has ended: deliver the results still queued (an office
+        # that finished opening must still be closed).
+        QCoreApplication.sendPostedEvents(self._jobs)
+        if self._office is not None:
+            self._office.close()
+            self._office = None
+
+    # -- reads ---------------------------------------------------------
+    def refresh(self) -> None:
+        """Reload the conversation list and the chosen model."""
+        office = self._office
+        if office is None or self._closing:
+            return
+        self._jobs.run(
+            office.list_conversations, self.conversations_loaded.emit, self._report_error
+        )
+        self._jobs.run(office.model_path, self._emit_model, self._report_error)
+
+    def load_messages(self, conversation_id: str) -> None:
+        office = self._office
+        if office is None:
+            return
+        self._jobs.run(
+            lambda: office.messages(conversation_id),
+            lambda messages: self.messages_loaded.emit(conversation_id, messages),
+            self._report_error,
+        )
+
+    # -- writes --------------------------------------------------------
+    def set_model_path(self, path: str) -> None:
+        office = self._office
+        if office is None:
+            return
+        self._jobs.run(
+            lambda: office.set_model_path(path),
+            lambda _: self._emit_model(path),
+            self._report_error,
+        )
+
+    def send(self, conversation_id: str | None, text: str) -> None:
+        """Start a turn; a new conversation is created when there is none."""
+        if self._office is None:
+            self.failed.emit("The office is still opening; try again in a moment.")
+            return
+        if self._stream is not None:
+            return
+        stream = ChatStream(self._office, conversation_id, text)
+        stream.started.connect(self.turn_started)
+        stream.chunk.connect(self.chunk)
+        stream.finished.connect(self.finished)
+        stream.failed.connect(self.failed)
+        self._stream = stream
+        self.busy_changed.emit(True)
+        self._jobs.run(stream.run, self._stream_ended)
+
+    def stop(self) -> None:
+        """Cancel the reply being written, if any."""
+        if self._stream is not None:
+            log.info("stop requested")
+            self._stream.cancel()
+
+    # -- internals -----------------------------------------------------
+    def _stream_ended(self, _: None) -> None:
+        # Queued after the stream's own signals, so the window saw them all.
+        self._stream = None
+        self.busy_changed.emit(False)
+        self.refresh()
+
+    def _emit_model(self, path: str | None) -> None:
+        self.model_changed.emit(path or "")
+
+    def _report_open_failure(self, exc: BaseException) -> None:
+        self.open_failed.emit(describe_error(exc))
+
+    def _report_error(self, exc: BaseException) -> None:
+        self.error.emit(describe_error(exc))
