@@ -16,6 +16,7 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from app.ui.app import ACTIVATION, HANDED_OVER, READY
+from app.ui.first_paint import FIRST_PAINT, process_age_s
 from app.ui.single_instance import LOCK_NAME, SingleInstance, server_name
 
 START_TIMEOUT_S = 60.0
@@ -51,14 +52,21 @@ class RunningApp:
             for line in self.process.stderr:
                 self._new.put(line.rstrip("\n"))
 
-    def wait_for_line(self, wanted: str, timeout_s: float = START_TIMEOUT_S) -> None:
+    def wait_for_line(self, wanted: str, timeout_s: float = START_TIMEOUT_S) -> str:
+        """Wait for a line equal to ``wanted`` (or starting with it, if it ends in a space)."""
         deadline = time.monotonic() + timeout_s
-        while wanted not in self.lines:
+        while not (found := self._find(wanted)):
             left = deadline - time.monotonic()
             if left <= 0 or (self.process.poll() is not None and self._new.empty()):
                 raise AssertionError(f"no {wanted!r} on stderr; got {self.lines}")
             with contextlib.suppress(queue.Empty):
                 self.lines.append(self._new.get(timeout=min(left, 0.5)))
+        return found
+
+    def _find(self, wanted: str) -> str:
+        if wanted.endswith(" "):
+            return next((line for line in self.lines if line.startswith(wanted)), "")
+        return wanted if wanted in self.lines else ""
 
     def stop(self) -> int:
         """SIGTERM, then the exit status."""
@@ -121,6 +129,23 @@ def test_second_start_shows_the_first_window_and_exits_0(
     assert log.index("stop: office bridge") < log.index("office closed")
     assert log.index("office closed") < log.index("stop: single instance")
     assert not (soloist_home / LOCK_NAME).exists()
+
+
+@pytest.mark.slow
+def test_a_cold_start_reports_its_first_paint(apps: list[RunningApp], soloist_home: Path) -> None:
+    first = start(apps, soloist_home)
+    line = first.wait_for_line(FIRST_PAINT + " ", timeout_s=10)
+    millis = float(line.removeprefix(FIRST_PAINT).split()[0])
+    assert 0 < millis < START_TIMEOUT_S * 1000
+
+
+def test_process_age_is_measured_from_process_start() -> None:
+    age = process_age_s()
+    if sys.platform.startswith("linux"):
+        assert age is not None
+        assert 0 < age < 3600  # this test process started recently
+    else:
+        assert age is None
 
 
 @pytest.mark.slow

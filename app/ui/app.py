@@ -4,7 +4,8 @@
 the same data directory hands over to the running instance and exits 0.
 
 The app announces its state on stderr with lines a supervisor (or a test)
-can wait for: ``soloist: ready`` once the window is shown and the office is
+can wait for: ``soloist: first paint after N ms`` (the cold start time),
+``soloist: ready`` once the window is shown and the office is
 open, and ``soloist: activation request`` when a second start asked it to
 show its window.
 """
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import QApplication
 
 from app import __version__, assets, logs, paths
 from app.office import Office
+from app.ui.first_paint import FIRST_PAINT, FirstPaintProbe
 from app.ui.main_window import MainWindow
 from app.ui.office_bridge import OfficeBridge
 from app.ui.shutdown_signals import install_quit_on_signals
@@ -96,6 +98,7 @@ class DesktopApp:
     def run(self) -> int:
         self._start("single instance", lambda: None, self.instance.release)
         self._start("office bridge", lambda: None, self.bridge.shutdown)
+        FirstPaintProbe(self.window, lambda ms: announce(f"{FIRST_PAINT} {ms:.0f} ms"))
         self._start("main window", self.window.show, self.window.hide)
         self._start("tray", self._start_tray, self._stop_tray)
         self._start("signal handlers", self._start_signal_handlers, self._stop_signal_handlers)
