@@ -15,7 +15,6 @@ imports ``llama_cpp`` only inside the functions that need it.
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import importlib.metadata
 import json
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from app import paths
+from app.engine.devices import discover_devices, enabled_flags, parse_system_info
 
 Report = dict[str, Any]
 
@@ -48,9 +48,6 @@ PACKAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 OPTIONAL_PACKAGES = ("PySide6", "sentence-transformers", "torch", "apscheduler", "keyring")
 DUCKDB_EXTENSIONS = ("fts", "vss")
 
-# ggml's enum ggml_backend_dev_type, in order.
-DEVICE_KINDS = ("cpu", "gpu", "igpu", "accel", "meta")
-
 
 class _Findings:
     """Problems (Soloist cannot run) and warnings (it runs, with limits)."""
@@ -61,33 +58,6 @@ class _Findings:
 
 
 # ---------------------------------------------------------------- pure parts
-
-
-def parse_system_info(text: str) -> dict[str, dict[str, str]]:
-    """Split ``llama_print_system_info()`` into sections of flags.
-
-    The text looks like ``"CUDA : ARCHS = 890 | USE_GRAPHS = 1 | CPU : SSE3 =
-    1 | AVX2 = 1 | "``: a ``NAME :`` starts a section, ``KEY = VALUE`` pairs
-    are separated by ``|``. Flags before any section name go under ``""``.
-    """
-    sections: dict[str, dict[str, str]] = {}
-    current = ""
-    for raw_piece in text.split("|"):
-        pair = raw_piece.strip()
-        head, colon, rest = pair.partition(":")
-        if colon and "=" not in head:
-            current = head.strip()
-            sections.setdefault(current, {})
-            pair = rest
-        key, equals, value = pair.partition("=")
-        if equals and key.strip():
-            sections.setdefault(current, {})[key.strip()] = value.strip()
-    return sections
-
-
-def enabled_flags(flags: dict[str, str]) -> list[str]:
-    """The names of the flags that are switched on (value ``1``)."""
-    return [name for name, value in flags.items() if value == "1"]
 
 
 def _gib(size: int | None) -> str:
@@ -227,94 +197,9 @@ def _check_keyring(found: _Findings) -> Report:
 # ---------------------------------------------------------- llama.cpp, devices
 
 
-def _ggml_library() -> Any | None:
-    """The ggml shared library that llama_cpp loaded, if it can be reached.
-
-    llama-cpp-python does not wrap ggml's device registry, so it is called
-    through ctypes on the library llama_cpp already loaded.
-    """
-    try:
-        lib = importlib.import_module("llama_cpp._ggml").libggml
-        for symbol in ("ggml_backend_dev_count", "ggml_backend_dev_get", "ggml_backend_dev_name"):
-            getattr(lib, symbol)
-    except (ImportError, AttributeError, OSError):
-        return None
-    return lib
-
-
-def _text(raw: bytes | None) -> str:
-    return (raw or b"").decode(errors="replace").strip()
-
-
-def _ggml_devices(lib: Any) -> list[Report]:
-    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
-    lib.ggml_backend_dev_count.argtypes = []
-    if lib.ggml_backend_dev_count() == 0 and hasattr(lib, "ggml_backend_load_all"):
-        lib.ggml_backend_load_all.restype = None
-        lib.ggml_backend_load_all()  # backends built as loadable modules
-    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
-    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-    for fn in (lib.ggml_backend_dev_name, lib.ggml_backend_dev_description):
-        fn.restype = ctypes.c_char_p
-        fn.argtypes = [ctypes.c_void_p]
-    lib.ggml_backend_dev_type.restype = ctypes.c_int
-    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
-    lib.ggml_backend_dev_memory.restype = None
-    lib.ggml_backend_dev_memory.argtypes = [
-        ctypes.c_void_p,
-        ctypes.POINTER(ctypes.c_size_t),
-        ctypes.POINTER(ctypes.c_size_t),
-    ]
-    devices = []
-    for index in range(lib.ggml_backend_dev_count()):
-        dev = lib.ggml_backend_dev_get(index)
-        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
-        lib.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
-        kind = lib.ggml_backend_dev_type(dev)
-        devices.append(
-            {
-                "name": _text(lib.ggml_backend_dev_name(dev)),
-                "kind": DEVICE_KINDS[kind] if 0 <= kind < len(DEVICE_KINDS) else "unknown",
-                "description": _text(lib.ggml_backend_dev_description(dev)),
-                "memory_total_bytes": total.value or None,
-                "memory_free_bytes": free.value or None,
-                "source": "ggml",
-            }
-        )
-    return devices
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
-
-
-def _sysconf(name: str) -> int | None:
-    try:
-        value = os.sysconf(name)
-    except (AttributeError, ValueError, OSError):
-        return None
-    return value if value > 0 else None
-
-
-def cpu_device() -> Report:
-    """The CPU as a device, from the OS (when ggml cannot be asked)."""
-    page = _sysconf("SC_PAGE_SIZE")
-    total, free = _sysconf("SC_PHYS_PAGES"), _sysconf("SC_AVPHYS_PAGES")
-    return {
-        "name": "CPU",
-        "kind": "cpu",
-        "description": _cpu_name(),
-        "memory_total_bytes": page * total if page and total else None,
-        "memory_free_bytes": page * free if page and free else None,
-        "source": "os",
-    }
+def _devices() -> list[Report]:
+    """Every device, always with the CPU (from the OS when ggml cannot say)."""
+    return [device.to_dict() for device in discover_devices()]
 
 
 def _check_llama(found: _Findings) -> tuple[Report, list[Report]]:
@@ -325,7 +210,7 @@ def _check_llama(found: _Findings) -> tuple[Report, list[Report]]:
             f"llama-cpp-python cannot be imported ({type(exc).__name__}: {exc}): "
             "reinstall it (scripts/setup, or pip install llama-cpp-python)"
         )
-        return {"importable": False, "error": str(exc)}, [cpu_device()]
+        return {"importable": False, "error": str(exc)}, _devices()
     info = llama_cpp.llama_print_system_info()
     text = info.decode(errors="replace") if isinstance(info, bytes) else str(info)
     sections = parse_system_info(text)
@@ -337,10 +222,7 @@ def _check_llama(found: _Findings) -> tuple[Report, list[Report]]:
         "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
         "mmap": bool(llama_cpp.llama_supports_mmap()),
     }
-    lib = _ggml_library()
-    devices = _ggml_devices(lib) if lib is not None else []
-    if not any(dev["kind"] == "cpu" for dev in devices):
-        devices.append(cpu_device())
+    devices = _devices()
     if not report["gpu_offload"]:
         found.warnings.append("this llama.cpp build has no GPU support: models run on the CPU")
     return report, devices
@@ -364,8 +246,9 @@ def collect() -> Report:
     versions = _package_versions()
     _guarded(found, "packages", lambda: _check_packages(versions, found), None)
     llama, devices = _guarded(
-        found, "llama.cpp", lambda: _check_llama(found), ({"importable": False}, [cpu_device()])
+        found, "llama.cpp", lambda: _check_llama(found), ({"importable": False}, [])
     )
+    devices = devices or _devices()
     return {
         "soloist": {"version": versions["soloist"]},
         "python": {

@@ -96,38 +96,3 @@ def test_missing_data_dir_that_can_be_created_is_fine(
 
     assert report["data_dir"]["writable"] is True
     assert not (tmp_path / "not").exists()  # the doctor creates nothing
-
-
-SYSTEM_INFO_CASES = [
-    (
-        "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | AVX512 = 0 | LLAMAFILE = 1 | ",
-        {"CPU": {"SSE3": "1", "AVX": "1", "AVX2": "1", "AVX512": "0", "LLAMAFILE": "1"}},
-    ),
-    (
-        "CUDA : ARCHS = 890 | USE_GRAPHS = 1 | CPU : SSE3 = 1 | FMA = 0 | ",
-        {"CUDA": {"ARCHS": "890", "USE_GRAPHS": "1"}, "CPU": {"SSE3": "1", "FMA": "0"}},
-    ),
-    ("AVX = 1 | NEON = 0 |", {"": {"AVX": "1", "NEON": "0"}}),
-    ("Metal : EMBED_LIBRARY = 1 | CPU : ", {"Metal": {"EMBED_LIBRARY": "1"}, "CPU": {}}),
-    ("", {}),
-]
-
-
-@pytest.mark.parametrize(("text", "expected"), SYSTEM_INFO_CASES)
-def test_parse_system_info(text: str, expected: dict[str, dict[str, str]]) -> None:
-    assert doctor.parse_system_info(text) == expected
-
-
-def test_enabled_flags_keeps_only_switched_on() -> None:
-    flags = {"SSE3": "1", "AVX512": "0", "ARCHS": "890", "AVX2": "1"}
-
-    assert doctor.enabled_flags(flags) == ["SSE3", "AVX2"]
-
-
-def test_cpu_device_from_the_os() -> None:
-    device = doctor.cpu_device()
-
-    assert device["kind"] == "cpu"
-    assert device["description"]
-    if hasattr(os, "sysconf"):
-        assert device["memory_total_bytes"] > 0
