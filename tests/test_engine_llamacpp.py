@@ -75,10 +75,10 @@ def test_cancel_stops_the_stream_within_one_token_step(
     for chunk in stream:
         seen.append(chunk)
         if len(seen) == 3:
-            job = engine._live[request.request_id]
+            active = engine._runners[str(tiny_model)]._active[request.request_id]
             assert engine.cancel(request.request_id)
-            # White-box: how far the engine thread had got once the flag was up.
-            generated_at_cancel = job.generated
+            # White-box: how far the engine thread had got once the cancel was posted.
+            generated_at_cancel = active.n_out
     final = seen[-1]
     assert final.finish_reason is FinishReason.CANCELLED
     assert final.timings is not None

@@ -8,8 +8,11 @@
     │   ├── NotGGUFError         the file is not a GGUF model
     │   └── TruncatedModelError  the file is a GGUF cut short
     ├── PromptTooLongError       the prompt does not fit the context
+    ├── InvalidGrammarError      a GBNF grammar or JSON schema llama.cpp rejects
+    ├── EngineBusyError          admission refused the request (queue full, budget)
     ├── RequestCancelledError    the caller cancelled the request
-    └── GenerationError          llama.cpp failed while decoding
+    ├── GenerationError          llama.cpp failed while decoding
+    └── SnapshotError            (app.engine.snapshots) a KV snapshot problem
 
 Every error is a *known* error: ``str(err)`` is one line a user can read.
 They are plain exceptions with plain arguments so they survive being sent
@@ -41,6 +44,14 @@ class TruncatedModelError(ModelLoadError):
 
 class PromptTooLongError(EngineError):
     """The prompt needs more tokens than the context holds."""
+
+
+class InvalidGrammarError(EngineError):
+    """The request's grammar or JSON schema cannot be used."""
+
+
+class EngineBusyError(EngineError):
+    """Admission control refused the request; the message says why."""
 
 
 class RequestCancelledError(EngineError):

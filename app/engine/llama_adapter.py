@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.engine.errors import GenerationError, ModelLoadError
+from app.engine.errors import GenerationError, InvalidGrammarError, ModelLoadError
 from app.engine.types import SamplingParams
 
 log = logging.getLogger("soloist.engine.llama")
@@ -54,10 +54,15 @@ def llama() -> Any:
 class ContextConfig:
     """How a model's context is built."""
 
-    n_ctx: int = 4096
+    n_ctx: int = 4096  # KV cells shared by all sequences of the context
     n_batch: int = 512
     n_threads: int = 0  # 0: all cores
     n_gpu_layers: int = 0
+    n_seq_max: int = 1
+    # One KV buffer for all sequences: any sequence may use any cell, and a
+    # saved sequence state restores into any sequence of any such context.
+    kv_unified: bool = True
+    flash_attn: bool | None = None  # None: llama.cpp decides
 
 
 class LoadedModel:
@@ -76,6 +81,10 @@ class LoadedModel:
         cparams = lib.llama_context_default_params()
         cparams.n_ctx = min(config.n_ctx, n_train) if n_train > 0 else config.n_ctx
         cparams.n_batch = config.n_batch
+        cparams.n_seq_max = config.n_seq_max
+        cparams.kv_unified = config.kv_unified
+        if config.flash_attn is not None:
+            cparams.flash_attn_type = int(config.flash_attn)
         threads = config.n_threads or os.cpu_count() or 1
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
@@ -85,6 +94,7 @@ class LoadedModel:
             raise ModelLoadError("llama.cpp could not create a context (out of memory?).")
         self.n_ctx = int(lib.llama_n_ctx(self.ctx))
         self.n_batch = config.n_batch
+        self.n_seq_max = config.n_seq_max
         self._batch = lib.llama_batch_init(self.n_batch, 0, 1)
         self._piece_buf = ctypes.create_string_buffer(256)
 
@@ -136,20 +146,35 @@ class LoadedModel:
 
     def decode(self, tokens: Sequence[int], start_pos: int, *, want_logits: bool) -> None:
         """Decode up to ``n_batch`` tokens of sequence 0 starting at ``start_pos``."""
-        batch = self._batch
         n = len(tokens)
-        for i, tok in enumerate(tokens):
-            batch.token[i] = tok
-            batch.pos[i] = start_pos + i
+        self.decode_batch(
+            [
+                BatchEntry(tok, start_pos + i, 0, want_logits and i == n - 1)
+                for i, tok in enumerate(tokens)
+            ]
+        )
+
+    def decode_batch(self, entries: Sequence[BatchEntry]) -> None:
+        """Decode one batch mixing sequences; entry ``i`` with logits is sampled at ``i``."""
+        batch = self._batch
+        for i, entry in enumerate(entries):
+            batch.token[i] = entry.token
+            batch.pos[i] = entry.pos
             batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = 0
-        if want_logits and n:
-            batch.logits[n - 1] = 1
-        batch.n_tokens = n
+            batch.seq_id[i][0] = entry.seq
+            batch.logits[i] = 1 if entry.logits else 0
+        batch.n_tokens = len(entries)
         rc = self._lib.llama_decode(self.ctx, batch)
         if rc != 0:
-            raise GenerationError(f"llama_decode failed with code {rc}.")
+            raise GenerationError(f"llama_decode failed with code {rc} on {len(entries)} tokens.")
+
+    def clear_seq(self, seq: int) -> None:
+        """Drop every cell of one sequence."""
+        self._lib.llama_memory_seq_rm(self._lib.llama_get_memory(self.ctx), seq, -1, -1)
+
+    def copy_seq(self, src: int, dst: int, n_tokens: int) -> None:
+        """Share the first ``n_tokens`` cells of ``src`` with ``dst`` (no copy of data)."""
+        self._lib.llama_memory_seq_cp(self._lib.llama_get_memory(self.ctx), src, dst, 0, n_tokens)
 
     def new_sampler(self, params: SamplingParams) -> Sampler:
         return Sampler(self._lib, self, params)
@@ -164,6 +189,16 @@ class LoadedModel:
             self.model = None
 
 
+@dataclass(frozen=True, slots=True)
+class BatchEntry:
+    """One token of a batch: which sequence, at which position, with logits or not."""
+
+    token: int
+    pos: int
+    seq: int
+    logits: bool
+
+
 class Sampler:
     """A llama.cpp sampler chain built from :class:`SamplingParams`."""
 
@@ -172,6 +207,13 @@ class Sampler:
         self._ctx = model.ctx
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         add = lib.llama_sampler_chain_add
+        grammar = grammar_for(p)
+        if grammar is not None:
+            constraint = lib.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+            if not constraint:
+                lib.llama_sampler_free(chain)
+                raise InvalidGrammarError("The grammar for this request is not valid GBNF.")
+            add(chain, constraint)
         if p.repeat_penalty != 1.0:
             n_vocab = lib.llama_vocab_n_tokens(model.vocab)
             add(chain, lib.llama_sampler_init_penalties(n_vocab, 64, p.repeat_penalty, 0.0, 0.0))
@@ -185,11 +227,27 @@ class Sampler:
             add(chain, lib.llama_sampler_init_dist(p.seed & 0xFFFFFFFF))
         self._chain = chain
 
-    def sample(self) -> int:
-        """Pick the next token from the last logits and record it."""
-        return int(self._lib.llama_sampler_sample(self._chain, self._ctx, -1))
+    def sample(self, index: int = -1) -> int:
+        """Pick the next token from the logits of batch entry ``index`` and record it."""
+        return int(self._lib.llama_sampler_sample(self._chain, self._ctx, index))
 
     def close(self) -> None:
         if self._chain:
             self._lib.llama_sampler_free(self._chain)
             self._chain = None
+
+
+def grammar_for(params: SamplingParams) -> str | None:
+    """The GBNF a request's reply must match: its own, or one from its JSON schema."""
+    if params.grammar is not None:
+        return params.grammar
+    if params.json_schema is None:
+        return None
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return str(json_schema_to_gbnf(params.json_schema))
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise InvalidGrammarError(
+            f"The JSON schema cannot be turned into a grammar: {exc}"
+        ) from exc

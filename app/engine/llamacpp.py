@@ -1,10 +1,12 @@
-"""The in-process llama.cpp engine.
+"""The in-process llama.cpp engine: one thread, many models, many sequences.
 
-One engine thread owns every llama.cpp object. ``generate`` enqueues a job
-and returns an iterator fed by that thread through a per-request queue;
-``cancel`` sets a flag the thread checks between token steps. Requests are
-served one at a time in this first cut; the multi-sequence scheduler
-replaces the loop in ``_serve`` without changing this interface.
+One engine thread owns every llama.cpp object. ``generate`` posts the
+request to the thread's inbox and returns an iterator fed through a
+per-request queue; ``cancel`` posts a cancel that takes effect at the next
+token boundary. Each loaded model has a :class:`ContextRunner` whose
+scheduler mixes the sequences of all its requests into one batch per step,
+so an interactive request preempts background work instead of waiting
+behind it.
 """
 
 from __future__ import annotations
@@ -16,16 +18,38 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from app.engine.chat_template import render_prompt
-from app.engine.errors import EngineError, GenerationError, PromptTooLongError
-from app.engine.gguf_file import GGUFInfo, check_gguf
+from app.engine.errors import EngineError, GenerationError
+from app.engine.gguf_file import check_gguf
 from app.engine.llama_adapter import ContextConfig, LoadedModel
-from app.engine.textstream import TextAssembler
-from app.engine.types import Chunk, FinishReason, GenerateRequest, Timings
+from app.engine.runner import ContextRunner
+from app.engine.scheduler import SchedulerConfig
+from app.engine.types import Chunk, FinishReason, GenerateRequest
 
 log = logging.getLogger("soloist.engine")
 
-_STOP_SENTINEL = None
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How the engine builds contexts and schedules them."""
+
+    context: ContextConfig = field(default_factory=ContextConfig)
+    n_seq_max: int = 4
+    step_token_budget: int = 512
+    max_queue: int = 64
+    max_models: int = 2  # loaded at once; the least recently used idle one goes
+    keep_alive_s: float = 300.0  # an idle model is unloaded after this
+    # One KV buffer for all sequences: a long conversation may use most of
+    # the context while other sequences are short, and a saved sequence state
+    # restores into any slot. (False: a fixed n_ctx / n_seq_max per slot.)
+    kv_unified: bool = True
+
+    def scheduler(self, n_ctx: int) -> SchedulerConfig:
+        return SchedulerConfig(
+            n_seq_max=self.n_seq_max,
+            step_token_budget=max(self.step_token_budget, self.n_seq_max),
+            kv_budget_tokens=n_ctx,
+            max_queue=self.max_queue,
+        )
 
 
 @dataclass
@@ -34,19 +58,27 @@ class _Job:
     out: queue.Queue[Chunk | BaseException]
     submitted: float = field(default_factory=time.perf_counter)
     cancelled: threading.Event = field(default_factory=threading.Event)
-    generated: int = 0  # tokens sampled so far; written by the engine thread only
+
+
+@dataclass(frozen=True, slots=True)
+class _Cancel:
+    request_id: str
+
+
+_STOP = object()
 
 
 class LlamaCppEngine:
     """Runs requests on llama.cpp in a thread of its own."""
 
-    def __init__(self, config: ContextConfig | None = None) -> None:
-        self._config = config or ContextConfig()
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+    def __init__(self, config: ContextConfig | EngineConfig | None = None) -> None:
+        if isinstance(config, ContextConfig):
+            config = EngineConfig(context=config)
+        self._config = config or EngineConfig()
+        self._inbox: queue.Queue[_Job | _Cancel | object] = queue.Queue()
         self._live: dict[str, _Job] = {}
         self._live_lock = threading.Lock()
-        self._model: LoadedModel | None = None
-        self._model_info: GGUFInfo | None = None
+        self._runners: dict[str, ContextRunner] = {}
         self._thread = threading.Thread(target=self._run, name="soloist-engine", daemon=True)
         self._thread.start()
 
@@ -55,7 +87,7 @@ class LlamaCppEngine:
         job = _Job(request, queue.Queue())
         with self._live_lock:
             self._live[request.request_id] = job
-        self._jobs.put(job)
+        self._inbox.put(job)
         return self._drain(job)
 
     def cancel(self, request_id: str) -> bool:
@@ -64,140 +96,146 @@ class LlamaCppEngine:
         if job is None:
             return False
         job.cancelled.set()
+        self._inbox.put(_Cancel(request_id))
         return True
+
+    def loaded_models(self) -> list[str]:
+        """Paths of the models loaded now (a snapshot; may change at once)."""
+        return list(self._runners)
 
     def close(self) -> None:
         if self._thread.is_alive():
             with self._live_lock:
-                for job in self._live.values():
-                    job.cancelled.set()
-            self._jobs.put(_STOP_SENTINEL)
+                live = list(self._live)
+            for request_id in live:
+                self.cancel(request_id)
+            self._inbox.put(_STOP)
             self._thread.join(timeout=30)
 
     # -- caller side ---------------------------------------------------
     def _drain(self, job: _Job) -> Iterator[Chunk]:
+        done = False
         try:
             while True:
                 item = job.out.get()
                 if isinstance(item, BaseException):
+                    done = True
                     raise item
                 yield item
                 if item.is_final:
+                    done = True
                     return
         finally:
-            job.cancelled.set()  # a caller that stops iterating cancels
+            if not done:  # the caller stopped reading: cancel the rest
+                self.cancel(job.request.request_id)
             with self._live_lock:
                 self._live.pop(job.request.request_id, None)
 
     # -- engine thread -------------------------------------------------
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not _STOP_SENTINEL:
+        while True:
+            busy = any(r.busy for r in self._runners.values())
+            if not self._take_messages(block=not busy):
+                break
+            for path, runner in list(self._runners.items()):
+                if runner.busy:
+                    self._step(path, runner)
+            self._unload_expired()
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+
+    def _take_messages(self, *, block: bool) -> bool:
+        """Handle what is in the inbox; False when asked to stop."""
+        try:
+            item = self._inbox.get(timeout=1.0) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return True
+        while True:
+            if item is _STOP:
+                return False
+            if isinstance(item, _Job):
+                self._submit(item)
+            elif isinstance(item, _Cancel):
+                self._cancel(item.request_id)
             try:
-                self._serve(job)
-            except EngineError as exc:
-                job.out.put(exc)
-            except Exception as exc:  # a bug: report it to the caller, keep serving
-                log.exception("request %s failed", job.request.request_id)
-                job.out.put(GenerationError(f"Internal engine error: {type(exc).__name__}."))
-        if self._model is not None:
-            self._model.close()
-            self._model = None
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
 
-    def _load(self, path: str) -> tuple[LoadedModel, GGUFInfo]:
-        if self._model is not None and self._model_info and self._model_info.path == path:
-            return self._model, self._model_info
-        info = check_gguf(path)
-        if self._model is not None:
-            self._model.close()
-            self._model = None
-        started = time.perf_counter()
-        self._model = LoadedModel(path, self._config)
-        self._model_info = info
-        log.info(
-            "loaded %s (%d bytes, n_ctx=%d) in %.2f s",
-            info.name,
-            info.size_bytes,
-            self._model.n_ctx,
-            time.perf_counter() - started,
-        )
-        return self._model, info
-
-    def _serve(self, job: _Job) -> None:
+    def _submit(self, job: _Job) -> None:
         req = job.request
         if job.cancelled.is_set():
             job.out.put(Chunk(req.request_id, 0, finish_reason=FinishReason.CANCELLED))
             return
-        model, info = self._load(req.model_path)
-        started = time.perf_counter()
-        prompt = self._prompt_tokens(model, info, req)
-        model.clear()
-        for i in range(0, len(prompt), model.n_batch):
-            part = prompt[i : i + model.n_batch]
-            model.decode(part, i, want_logits=i + len(part) == len(prompt))
-            if job.cancelled.is_set():
-                job.out.put(Chunk(req.request_id, 0, finish_reason=FinishReason.CANCELLED))
-                return
-        self._decode_loop(job, model, len(prompt), started)
-
-    def _prompt_tokens(self, model: LoadedModel, info: GGUFInfo, req: GenerateRequest) -> list[int]:
-        text = render_prompt(
-            info.chat_template, req.messages, bos_token=info.bos_token, eos_token=info.eos_token
-        )
-        tokens = model.tokenize(text, add_special=not text.startswith(info.bos_token))
-        if len(tokens) >= model.n_ctx:
-            raise PromptTooLongError(
-                f"The conversation needs {len(tokens):,} tokens but the model's context holds "
-                f"{model.n_ctx:,}. Start a new chat or shorten the message."
-            )
-        return tokens
-
-    def _decode_loop(self, job: _Job, model: LoadedModel, n_prompt: int, started: float) -> None:
-        req, params = job.request, job.request.sampling
-        sampler = model.new_sampler(params)
-        text = TextAssembler(params.stop)
-        pos, n_out, first_at = n_prompt, 0, 0.0
-        finish = FinishReason.LENGTH
         try:
-            while n_out < params.max_tokens:
-                if job.cancelled.is_set():
-                    finish = FinishReason.CANCELLED
-                    break
-                token = sampler.sample()
-                n_out += 1
-                job.generated = n_out
-                if n_out == 1:
-                    first_at = time.perf_counter()
-                if model.is_eog(token):
-                    finish = FinishReason.STOP
-                    break
-                piece = text.feed(model.piece(token))
-                if piece:
-                    job.out.put(Chunk(req.request_id, n_out, text=piece))
-                if text.stopped:
-                    finish = FinishReason.STOP
-                    break
-                if pos + 1 >= model.n_ctx:
-                    break
-                model.decode([token], pos, want_logits=True)
-                pos += 1
-        finally:
-            sampler.close()
-        end = time.perf_counter()
-        timings = Timings(
-            prompt_tokens=n_prompt,
-            completion_tokens=n_out,
-            time_to_first_token_s=(first_at or end) - started,
-            total_s=end - started,
-            queue_s=started - job.submitted,
+            runner = self._runner_for(req.model_path)
+            runner.submit(req, job.out.put, job.submitted)
+        except EngineError as exc:
+            job.out.put(exc)
+        except Exception as exc:  # a bug: tell the caller, keep serving
+            log.exception("request %s could not start", req.request_id)
+            job.out.put(GenerationError(f"Internal engine error: {type(exc).__name__}."))
+
+    def _cancel(self, request_id: str) -> None:
+        for runner in self._runners.values():
+            if runner.cancel(request_id):
+                return
+
+    def _step(self, path: str, runner: ContextRunner) -> None:
+        try:
+            runner.step()
+        except EngineError as exc:
+            log.error("model %s failed a step: %s", path, exc)
+            runner.fail_all(exc)
+        except Exception as exc:
+            log.exception("model %s failed a step", path)
+            runner.fail_all(GenerationError(f"Internal engine error: {type(exc).__name__}."))
+
+    # -- residency -----------------------------------------------------
+    def _runner_for(self, path: str) -> ContextRunner:
+        runner = self._runners.get(path)
+        if runner is not None:
+            return runner
+        info = check_gguf(path)
+        self._make_room()
+        started = time.perf_counter()
+        ctx = self._config.context
+        ctx_config = ContextConfig(
+            n_ctx=ctx.n_ctx,
+            n_batch=max(ctx.n_batch, self._config.step_token_budget),
+            n_threads=ctx.n_threads,
+            n_gpu_layers=ctx.n_gpu_layers,
+            n_seq_max=self._config.n_seq_max,
+            kv_unified=self._config.kv_unified,
         )
-        tail = text.flush()
-        job.out.put(Chunk(req.request_id, n_out + 1, tail, finish, timings))
+        model = LoadedModel(path, ctx_config)
+        runner = ContextRunner(model, info, self._config.scheduler(model.n_ctx))
+        self._runners[path] = runner
         log.info(
-            "request %s: %d prompt + %d tokens, ttft %.3f s, %.1f tok/s, %s",
-            req.request_id,
-            n_prompt,
-            n_out,
-            timings.time_to_first_token_s,
-            timings.tokens_per_s,
-            finish.value,
+            "loaded %s (%d bytes, n_ctx=%d, %d sequences) in %.2f s",
+            info.name,
+            info.size_bytes,
+            model.n_ctx,
+            self._config.n_seq_max,
+            time.perf_counter() - started,
         )
+        return runner
+
+    def _make_room(self) -> None:
+        """Unload least recently used idle models until one more fits the limit."""
+        idle = sorted((r.last_used, p) for p, r in self._runners.items() if not r.busy)
+        while len(self._runners) >= self._config.max_models and idle:
+            _, path = idle.pop(0)
+            self._unload(path, "to make room")
+
+    def _unload_expired(self) -> None:
+        now = time.monotonic()
+        for path, runner in list(self._runners.items()):
+            if not runner.busy and now - runner.last_used > self._config.keep_alive_s:
+                self._unload(path, "kept alive long enough")
+
+    def _unload(self, path: str, why: str) -> None:
+        runner = self._runners.pop(path)
+        runner.close()
+        log.info("unloaded %s (%s)", runner.info.name, why)

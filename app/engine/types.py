@@ -52,6 +52,8 @@ class SamplingParams:
     seed: int = 0xC0FFEE
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
+    grammar: str | None = None  # GBNF; the reply must match it
+    json_schema: str | None = None  # JSON Schema text, turned into a grammar
 
 
 def _new_request_id() -> str:
@@ -68,6 +70,7 @@ class GenerateRequest:
     priority: Priority = Priority.INTERACTIVE
     agent_id: str = "assistant"
     session_id: str = ""
+    deadline_s: float | None = None  # wanted within this many seconds of submission
     request_id: str = field(default_factory=_new_request_id)
 
     def __repr__(self) -> str:  # the prompt stays out of logs
@@ -89,6 +92,7 @@ class Timings:
     time_to_first_token_s: float
     total_s: float
     queue_s: float = 0.0  # waiting before the engine took it (includes model load)
+    preemptions: int = 0  # times it was paused for more urgent work
 
     @property
     def tokens_per_s(self) -> float:
