@@ -131,6 +131,12 @@ def test_interactive_preempts_background_which_resumes_bit_identical(tiny_model:
         assert final.timings is not None
         assert final.timings.preemptions >= 1
         assert first.text + _text(rest) == uninterrupted
+        record = next(r for r in engine.metrics.recent(10) if r["request_id"] == bg2.request_id)
+        assert record["preemptions"] == final.timings.preemptions
+        assert record["snapshot_bytes"] > 0  # it was swapped out of the only slot
+        assert record["priority"] == "background"
+        by_class = engine.metrics.percentiles("time_to_first_token_s", by=("priority",))
+        assert by_class[("interactive",)]["count"] == 1
     finally:
         engine.close()
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from app.engine.errors import EngineError, GenerationError
 from app.engine.gguf_file import check_gguf
 from app.engine.llama_adapter import ContextConfig, LoadedModel
+from app.engine.metrics import MetricsRing
 from app.engine.runner import ContextRunner
 from app.engine.scheduler import SchedulerConfig
 from app.engine.types import Chunk, FinishReason, GenerateRequest
@@ -79,6 +80,7 @@ class LlamaCppEngine:
         self._live: dict[str, _Job] = {}
         self._live_lock = threading.Lock()
         self._runners: dict[str, ContextRunner] = {}
+        self.metrics = MetricsRing()  # one record per finished request; thread-safe
         self._thread = threading.Thread(target=self._run, name="soloist-engine", daemon=True)
         self._thread.start()
 
@@ -210,7 +212,7 @@ class LlamaCppEngine:
             kv_unified=self._config.kv_unified,
         )
         model = LoadedModel(path, ctx_config)
-        runner = ContextRunner(model, info, self._config.scheduler(model.n_ctx))
+        runner = ContextRunner(model, info, self._config.scheduler(model.n_ctx), self.metrics)
         self._runners[path] = runner
         log.info(
             "loaded %s (%d bytes, n_ctx=%d, %d sequences) in %.2f s",

@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from app.engine import kvstate
 from app.engine.chat_template import render_prompt
 from app.engine.errors import EngineBusyError, EngineError, PromptTooLongError
 from app.engine.gguf_file import GGUFInfo
 from app.engine.llama_adapter import BatchEntry, LoadedModel, Sampler
+from app.engine.metrics import MetricsRing, record_from
 from app.engine.scheduler import (
     PreemptAction,
     RequestState,
@@ -65,7 +66,7 @@ class Active:
     shared: int = 0  # prompt tokens copied from another sequence
     swapped: bytes | bytearray | None = None
     preemptions: int = 0
-    stopped: bool = field(default=False)
+    swapped_bytes: int = 0  # KV state bytes moved out of the context, in all
 
     @property
     def request_id(self) -> str:
@@ -75,9 +76,16 @@ class Active:
 class ContextRunner:
     """One model, one context, many sequences."""
 
-    def __init__(self, model: LoadedModel, info: GGUFInfo, config: SchedulerConfig) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        info: GGUFInfo,
+        config: SchedulerConfig,
+        metrics: MetricsRing | None = None,
+    ) -> None:
         self.model = model
         self.info = info
+        self.metrics = metrics
         self.scheduler = Scheduler(config)
         self._active: dict[str, Active] = {}
         self.last_used = time.monotonic()
@@ -177,6 +185,7 @@ class ContextRunner:
             active.preemptions += 1
             if pre.action is PreemptAction.SWAP_OUT:
                 active.swapped = kvstate.get_seq_state(self.model, pre.slot)
+                active.swapped_bytes += len(active.swapped)
                 self.model.clear_seq(pre.slot)
                 active.slot = None
         for res in plan.resume:
@@ -264,6 +273,18 @@ class ContextRunner:
             preemptions=active.preemptions,
         )
         self._drop(active)
+        if self.metrics is not None:
+            self.metrics.add(
+                record_from(
+                    active.request,
+                    timings,
+                    reason,
+                    at=time.time(),
+                    model=self.info.name,
+                    preemptions=active.preemptions,
+                    snapshot_bytes=active.swapped_bytes,
+                )
+            )
         active.emit(
             Chunk(active.request_id, active.n_out + 1, active.text.flush(), reason, timings)
         )
