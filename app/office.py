@@ -28,10 +28,15 @@ SYSTEM_PROMPT = "You are Soloist, a concise assistant for a one-person business.
 EngineFactory = Callable[[], Engine]
 
 
-def _default_engine() -> Engine:
-    from app.engine.llamacpp import LlamaCppEngine
+def _default_engine(home: Path) -> EngineFactory:
+    def make() -> Engine:
+        from app.engine.llamacpp import EngineConfig, LlamaCppEngine
 
-    return LlamaCppEngine()
+        # Each conversation's context is kept on disk, so the next turn (even
+        # after a restart) resumes instead of re-reading the whole chat.
+        return LlamaCppEngine(EngineConfig(snapshot_dir=home / "kv"))
+
+    return make
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,7 @@ class Office:
 
     def __init__(self, home: Path | None = None, engine_factory: EngineFactory | None = None):
         self.home = paths.ensure_data_dir(home)
-        self._engine_factory = engine_factory or _default_engine
+        self._engine_factory = engine_factory or _default_engine(self.home)
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         log.info("opening office at %s", self.home)

@@ -153,16 +153,17 @@ def restore_seq(
 def resume_seq(
     m: HasContext, seq_id: int, store: SnapshotStore, identity: str, tokens: Sequence[int]
 ) -> int:
-    """Restore the longest saved prefix of ``tokens`` into ``seq_id``.
+    """Restore the saved snapshot sharing the longest prefix with ``tokens`` into ``seq_id``.
 
     Returns how many tokens the sequence now holds, at most
     ``len(tokens) - 1``: the caller decodes ``tokens[n:]``. A snapshot that
     cannot be used is logged and skipped (the caller then prefills all).
     """
     clear_seq(m, seq_id)
-    ref = store.find_longest_prefix(identity, tokens)
-    if ref is None or not tokens:
+    match = store.find_best_match(identity, tokens) if tokens else None
+    if match is None:
         return 0
+    ref, common = match
     started = time.perf_counter()
     try:
         restore_seq(m, seq_id, store, ref.key, identity)
@@ -170,7 +171,7 @@ def resume_seq(
         log.warning("snapshot %s not restored: %s", ref.key[:12], type(exc).__name__)
         clear_seq(m, seq_id)
         return 0
-    n_keep = min(ref.n_tokens, len(tokens) - 1)
+    n_keep = min(common, len(tokens) - 1)
     if n_keep < ref.n_tokens:
         trim_seq(m, seq_id, n_keep)
     log.info(

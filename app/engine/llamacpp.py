@@ -17,13 +17,15 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from app.engine.errors import EngineError, GenerationError
-from app.engine.gguf_file import check_gguf
+from app.engine.gguf_file import GGUFInfo, check_gguf
 from app.engine.llama_adapter import ContextConfig, LoadedModel
 from app.engine.metrics import MetricsRing
 from app.engine.runner import ContextRunner
 from app.engine.scheduler import SchedulerConfig
+from app.engine.sessions import SessionCache
 from app.engine.types import Chunk, FinishReason, GenerateRequest
 
 log = logging.getLogger("soloist.engine")
@@ -43,6 +45,10 @@ class EngineConfig:
     # the context while other sequences are short, and a saved sequence state
     # restores into any slot. (False: a fixed n_ctx / n_seq_max per slot.)
     kv_unified: bool = True
+    # Where finished sessions' KV snapshots go (None: not kept). The office
+    # points it into its data directory.
+    snapshot_dir: Path | None = None
+    snapshot_max_bytes: int = 2 * 2**30
 
     def scheduler(self, n_ctx: int) -> SchedulerConfig:
         return SchedulerConfig(
@@ -212,7 +218,9 @@ class LlamaCppEngine:
             kv_unified=self._config.kv_unified,
         )
         model = LoadedModel(path, ctx_config)
-        runner = ContextRunner(model, info, self._config.scheduler(model.n_ctx), self.metrics)
+        runner = ContextRunner(
+            model, info, self._config.scheduler(model.n_ctx), self.metrics, self._sessions(info)
+        )
         self._runners[path] = runner
         log.info(
             "loaded %s (%d bytes, n_ctx=%d, %d sequences) in %.2f s",
@@ -223,6 +231,18 @@ class LlamaCppEngine:
             time.perf_counter() - started,
         )
         return runner
+
+    def _sessions(self, info: GGUFInfo) -> SessionCache | None:
+        cfg = self._config
+        if cfg.snapshot_dir is None:
+            return None
+        return SessionCache(
+            cfg.snapshot_dir,
+            info,
+            n_seq_max=cfg.n_seq_max,
+            kv_unified=cfg.kv_unified,
+            max_bytes=cfg.snapshot_max_bytes,
+        )
 
     def _make_room(self) -> None:
         """Unload least recently used idle models until one more fits the limit."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.engine import kvstate
 from app.engine.chat_template import render_prompt
@@ -31,6 +31,7 @@ from app.engine.scheduler import (
     SchedulerConfig,
     StepPlan,
 )
+from app.engine.sessions import SessionCache
 from app.engine.textstream import TextAssembler
 from app.engine.types import Chunk, FinishReason, GenerateRequest, Timings
 
@@ -62,6 +63,7 @@ class Active:
     first_token_at: float = 0.0
     n_out: int = 0
     last_token: int = -1
+    fed: list[int] = field(default_factory=list)  # reply tokens fed back into KV
     slot: int | None = None
     shared: int = 0  # prompt tokens copied from another sequence
     swapped: bytes | bytearray | None = None
@@ -82,10 +84,12 @@ class ContextRunner:
         info: GGUFInfo,
         config: SchedulerConfig,
         metrics: MetricsRing | None = None,
+        sessions: SessionCache | None = None,
     ) -> None:
         self.model = model
         self.info = info
         self.metrics = metrics
+        self.sessions = sessions
         self.scheduler = Scheduler(config)
         self._active: dict[str, Active] = {}
         self.last_used = time.monotonic()
@@ -199,7 +203,10 @@ class ContextRunner:
             active.slot = start.slot
             active.started = time.perf_counter()
             self.model.clear_seq(start.slot)
-            self._share_prefix(active)
+            if self.sessions is not None and active.request.session_id:
+                active.shared = self.sessions.resume(self.model, start.slot, active.prompt)
+            if active.shared < MIN_SHARED_PREFIX:
+                self._share_prefix(active)
 
     def _share_prefix(self, new: Active) -> None:
         """Copy the cells of the longest common prompt prefix a resident sequence holds."""
@@ -229,6 +236,7 @@ class ContextRunner:
             pos = len(active.prompt) + active.n_out - 1
             sample_at[dec.request_id] = len(entries)
             entries.append(BatchEntry(active.last_token, pos, dec.slot, True))
+            active.fed.append(active.last_token)
         for chunk in plan.prefill:
             active = self._active[chunk.request_id]
             first = max(chunk.start, active.shared)
@@ -271,7 +279,10 @@ class ContextRunner:
             total_s=end - started,
             queue_s=started - active.submitted,
             preemptions=active.preemptions,
+            cached_tokens=active.shared,
         )
+        if reason in (FinishReason.STOP, FinishReason.LENGTH):
+            self._save_session(active)
         self._drop(active)
         if self.metrics is not None:
             self.metrics.add(
@@ -301,6 +312,12 @@ class ContextRunner:
             reason.value,
         )
 
+    def _save_session(self, active: Active) -> None:
+        """Keep a session's context (prompt and reply so far) for its next turn."""
+        if self.sessions is None or not active.request.session_id or active.slot is None:
+            return
+        self.sessions.save(self.model, active.slot, [*active.prompt, *active.fed])
+
     def _drop(self, active: Active) -> None:
         active.sampler.close()
         active.swapped = None
@@ -308,6 +325,8 @@ class ContextRunner:
 
     def close(self) -> None:
         self.fail_all(EngineError("The model was unloaded."))
+        if self.sessions is not None:
+            self.sessions.close()
         self.model.close()
 
 

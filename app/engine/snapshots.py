@@ -146,6 +146,18 @@ def _token_bytes(tokens: Sequence[int]) -> bytes:
     return arr.tobytes()
 
 
+def _common_tokens(a: bytes, b: bytes) -> int:
+    """How many leading int32 tokens two token byte strings share (binary search)."""
+    lo, hi = 0, min(len(a), len(b)) // 4
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[: mid * 4] == b[: mid * 4]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _tokens_from(raw: bytes) -> list[int]:
     arr = array("i")
     arr.frombytes(raw)
@@ -331,6 +343,25 @@ class SnapshotStore:
             if best is None or entry.ref.n_tokens > best.ref.n_tokens:
                 best = entry
         return best.ref if best else None
+
+    def find_best_match(
+        self, identity: str, tokens: Sequence[int]
+    ) -> tuple[SnapshotRef, int] | None:
+        """The snapshot sharing the longest common prefix with ``tokens``, and its length.
+
+        Unlike :meth:`find_longest_prefix` the snapshot may go on past
+        ``tokens`` (a reply that is being regenerated): the caller restores
+        it and trims the sequence to the common part.
+        """
+        wanted = _token_bytes(tokens)
+        best: tuple[_Entry, int] | None = None
+        for entry in self._index.values():
+            if entry.ref.model_identity != identity:
+                continue
+            common = _common_tokens(wanted, entry.token_bytes)
+            if common and (best is None or common > best[1]):
+                best = (entry, common)
+        return (best[0].ref, best[1]) if best else None
 
     def refs(self, identity: str | None = None) -> list[SnapshotRef]:
         """Every snapshot (of one model when ``identity`` is given), newest use first."""

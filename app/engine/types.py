@@ -93,6 +93,7 @@ class Timings:
     total_s: float
     queue_s: float = 0.0  # waiting before the engine took it (includes model load)
     preemptions: int = 0  # times it was paused for more urgent work
+    cached_tokens: int = 0  # prompt tokens restored or shared instead of prefilled
 
     @property
     def tokens_per_s(self) -> float:
