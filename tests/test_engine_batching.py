@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.devtools.testmodels import write_model
-from app.engine.errors import EngineBusyError, InvalidGrammarError
+from app.engine.errors import EngineBusyError, InvalidGrammarError, NotGGUFError
 from app.engine.llama_adapter import ContextConfig
 from app.engine.llamacpp import EngineConfig, LlamaCppEngine
 from app.engine.types import (
@@ -269,3 +269,38 @@ def test_least_recently_used_idle_model_is_unloaded_and_reloaded(
         assert again == first
     finally:
         engine.close()
+
+
+def test_a_model_that_cannot_load_degrades_to_the_next_one(
+    engine: LlamaCppEngine, tiny_model: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "big-model.gguf"
+    broken.write_bytes(tiny_model.read_bytes()[:1000])  # cut short
+    request = GenerateRequest(
+        model_path=str(broken),
+        messages=(Message("user", "hi"),),
+        sampling=SamplingParams(max_tokens=4),
+        fallback_models=(str(tmp_path / "missing.gguf"), str(tiny_model)),
+    )
+    chunks = _collect(engine, request)
+    assert chunks[-1].is_final
+    assert engine.loaded_models() == [str(tiny_model)]
+    events = [(Path(e.model_path).name, e.error) for e in engine.events]
+    assert events == [
+        ("big-model.gguf", "TruncatedModelError"),
+        ("missing.gguf", "ModelNotFoundError"),
+    ]
+
+
+def test_when_every_model_fails_the_preferred_ones_reason_is_raised(
+    engine: LlamaCppEngine, tmp_path: Path
+) -> None:
+    text = tmp_path / "notes.gguf"
+    text.write_text("not a model")
+    request = GenerateRequest(
+        model_path=str(text),
+        messages=(Message("user", "hi"),),
+        fallback_models=(str(tmp_path / "missing.gguf"),),
+    )
+    with pytest.raises(NotGGUFError):
+        _collect(engine, request)

@@ -15,14 +15,16 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.engine.errors import EngineError, GenerationError
+from app.engine.errors import EngineError, GenerationError, ModelLoadError
 from app.engine.gguf_file import GGUFInfo, check_gguf
 from app.engine.llama_adapter import ContextConfig, LoadedModel
 from app.engine.metrics import MetricsRing
+from app.engine.placement import next_model
 from app.engine.runner import ContextRunner
 from app.engine.scheduler import SchedulerConfig
 from app.engine.sessions import SessionCache
@@ -59,6 +61,15 @@ class EngineConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DegradedEvent:
+    """A request fell back from a model that could not be loaded."""
+
+    request_id: str
+    model_path: str
+    error: str
+
+
 @dataclass
 class _Job:
     request: GenerateRequest
@@ -87,6 +98,8 @@ class LlamaCppEngine:
         self._live_lock = threading.Lock()
         self._runners: dict[str, ContextRunner] = {}
         self.metrics = MetricsRing()  # one record per finished request; thread-safe
+        # Models that failed to load, newest last (appended by the engine thread).
+        self.events: deque[DegradedEvent] = deque(maxlen=256)
         self._thread = threading.Thread(target=self._run, name="soloist-engine", daemon=True)
         self._thread.start()
 
@@ -177,13 +190,33 @@ class LlamaCppEngine:
             job.out.put(Chunk(req.request_id, 0, finish_reason=FinishReason.CANCELLED))
             return
         try:
-            runner = self._runner_for(req.model_path)
+            runner = self._runner_with_fallback(req)
             runner.submit(req, job.out.put, job.submitted)
         except EngineError as exc:
             job.out.put(exc)
         except Exception as exc:  # a bug: tell the caller, keep serving
             log.exception("request %s could not start", req.request_id)
             job.out.put(GenerationError(f"Internal engine error: {type(exc).__name__}."))
+
+    def _runner_with_fallback(self, req: GenerateRequest) -> ContextRunner:
+        """The runner of the first model in the request's preference list that loads."""
+        failed: set[str] = set()
+        errors: list[ModelLoadError] = []
+        preferences = [req.model_path, *req.fallback_models]
+        while (path := next_model(preferences, failed)) is not None:
+            try:
+                return self._runner_for(path)
+            except ModelLoadError as exc:
+                errors.append(exc)
+                failed.add(path)
+                self.events.append(DegradedEvent(req.request_id, path, type(exc).__name__))
+                log.warning(
+                    "request %s: model %s failed to load (%s)",
+                    req.request_id,
+                    Path(path).name,
+                    type(exc).__name__,
+                )
+        raise errors[0]  # the preferred model's reason is the one to show
 
     def _cancel(self, request_id: str) -> None:
         for runner in self._runners.values():

@@ -71,6 +71,8 @@ class GenerateRequest:
     agent_id: str = "assistant"
     session_id: str = ""
     deadline_s: float | None = None  # wanted within this many seconds of submission
+    # Models to fall back to, in order, when ``model_path`` cannot be loaded.
+    fallback_models: tuple[str, ...] = ()
     request_id: str = field(default_factory=_new_request_id)
 
     def __repr__(self) -> str:  # the prompt stays out of logs
