@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from app.devtools.testmodels import write_model
-from app.engine.errors import EngineBusyError, InvalidGrammarError, NotGGUFError
+from app.engine.errors import (
+    EngineBusyError,
+    InvalidGrammarError,
+    ModelTooLargeError,
+    NotGGUFError,
+)
 from app.engine.llama_adapter import ContextConfig
 from app.engine.llamacpp import EngineConfig, LlamaCppEngine
 from app.engine.types import (
@@ -304,3 +309,48 @@ def test_when_every_model_fails_the_preferred_ones_reason_is_raised(
     )
     with pytest.raises(NotGGUFError):
         _collect(engine, request)
+
+
+def _budgeted(budget: int, **overrides: object) -> LlamaCppEngine:
+    return _engine(max_models=4, memory_budget_bytes=budget, **overrides)
+
+
+def _one_model_budget(model: Path) -> int:
+    from app.engine.placement import estimate_memory, footprint_from_gguf
+
+    estimate = estimate_memory(footprint_from_gguf(model), 2048, 0)
+    return int((estimate.device_bytes + estimate.host_bytes) * 1.5)  # one fits, two do not
+
+
+def test_a_model_larger_than_the_budget_is_refused(tiny_model: Path) -> None:
+    engine = _budgeted(1000)
+    try:
+        with pytest.raises(ModelTooLargeError, match="more than the"):
+            _collect(engine, _req(tiny_model, "hi", max_tokens=2))
+        assert engine.loaded_models() == []
+    finally:
+        engine.close()
+
+
+def test_the_memory_budget_unloads_the_idle_model(tiny_model: Path, tmp_path: Path) -> None:
+    other = write_model(tmp_path / "other.gguf", seed=7)
+    engine = _budgeted(_one_model_budget(tiny_model))
+    try:
+        _collect(engine, _req(tiny_model, "hi", max_tokens=2))
+        _collect(engine, _req(other, "hi", max_tokens=2))
+        assert engine.loaded_models() == [str(other)]
+    finally:
+        engine.close()
+
+
+def test_a_pinned_model_stays_and_the_newcomer_waits(tiny_model: Path, tmp_path: Path) -> None:
+    other = write_model(tmp_path / "other.gguf", seed=7)
+    engine = _budgeted(_one_model_budget(tiny_model), pinned=(str(tiny_model),))
+    try:
+        _collect(engine, _req(tiny_model, "hi", max_tokens=2))
+        with pytest.raises(EngineBusyError, match="pinned"):
+            _collect(engine, _req(other, "hi", max_tokens=2))
+        assert engine.loaded_models() == [str(tiny_model)]
+        assert _collect(engine, _req(tiny_model, "still here", max_tokens=2))[-1].is_final
+    finally:
+        engine.close()

@@ -6,7 +6,8 @@
     ├── ModelLoadError           the model file cannot be used
     │   ├── ModelNotFoundError   no file at that path
     │   ├── NotGGUFError         the file is not a GGUF model
-    │   └── TruncatedModelError  the file is a GGUF cut short
+    │   ├── TruncatedModelError  the file is a GGUF cut short
+    │   └── ModelTooLargeError   the model does not fit the memory budget
     ├── PromptTooLongError       the prompt does not fit the context
     ├── InvalidGrammarError      a GBNF grammar or JSON schema llama.cpp rejects
     ├── EngineBusyError          admission refused the request (queue full, budget)
@@ -40,6 +41,10 @@ class NotGGUFError(ModelLoadError):
 
 class TruncatedModelError(ModelLoadError):
     """The GGUF header promises more data than the file holds."""
+
+
+class ModelTooLargeError(ModelLoadError):
+    """The model needs more memory than the engine may use."""
 
 
 class PromptTooLongError(EngineError):

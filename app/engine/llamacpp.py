@@ -20,11 +20,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.engine.errors import EngineError, GenerationError, ModelLoadError
+from app.engine.errors import (
+    EngineBusyError,
+    EngineError,
+    GenerationError,
+    ModelLoadError,
+    ModelTooLargeError,
+)
 from app.engine.gguf_file import GGUFInfo, check_gguf
 from app.engine.llama_adapter import ContextConfig, LoadedModel
 from app.engine.metrics import MetricsRing
-from app.engine.placement import next_model
+from app.engine.placement import (
+    LoadedModelInfo,
+    choose_eviction,
+    estimate_memory,
+    footprint_from_gguf,
+    next_model,
+)
 from app.engine.runner import ContextRunner
 from app.engine.scheduler import SchedulerConfig
 from app.engine.sessions import SessionCache
@@ -51,6 +63,9 @@ class EngineConfig:
     # points it into its data directory.
     snapshot_dir: Path | None = None
     snapshot_max_bytes: int = 2 * 2**30
+    # Memory the loaded models may use together (weights and KV); None: no limit.
+    memory_budget_bytes: int | None = None
+    pinned: tuple[str, ...] = ()  # model paths never unloaded for room or keep-alive
 
     def scheduler(self, n_ctx: int) -> SchedulerConfig:
         return SchedulerConfig(
@@ -239,7 +254,8 @@ class LlamaCppEngine:
         if runner is not None:
             return runner
         info = check_gguf(path)
-        self._make_room()
+        need = self._estimate_bytes(path)
+        self._make_room(path, need)
         started = time.perf_counter()
         ctx = self._config.context
         ctx_config = ContextConfig(
@@ -254,6 +270,7 @@ class LlamaCppEngine:
         runner = ContextRunner(
             model, info, self._config.scheduler(model.n_ctx), self.metrics, self._sessions(info)
         )
+        runner.memory_bytes = need
         self._runners[path] = runner
         log.info(
             "loaded %s (%d bytes, n_ctx=%d, %d sequences) in %.2f s",
@@ -277,17 +294,48 @@ class LlamaCppEngine:
             max_bytes=cfg.snapshot_max_bytes,
         )
 
-    def _make_room(self) -> None:
-        """Unload least recently used idle models until one more fits the limit."""
-        idle = sorted((r.last_used, p) for p, r in self._runners.items() if not r.busy)
-        while len(self._runners) >= self._config.max_models and idle:
-            _, path = idle.pop(0)
-            self._unload(path, "to make room")
+    def _make_room(self, path: str, need_bytes: int) -> None:
+        """Unload idle models until ``path`` fits the count limit and the memory budget."""
+        cfg = self._config
+        idle = sorted((r.last_used, p) for p, r in self._runners.items() if not self._keep(p, r))
+        while len(self._runners) >= cfg.max_models and idle:
+            self._unload(idle.pop(0)[1], "to make room")
+        if cfg.memory_budget_bytes is None:
+            return
+        if need_bytes > cfg.memory_budget_bytes:
+            raise ModelTooLargeError(
+                f"{Path(path).name} needs about {need_bytes / 2**30:.1f} GiB, more than the "
+                f"{cfg.memory_budget_bytes / 2**30:.1f} GiB Soloist may use. Choose a smaller "
+                "model or raise the memory budget."
+            )
+        loaded = [
+            LoadedModelInfo(
+                p, r.memory_bytes, r.last_used, in_flight=int(r.busy), pinned=p in cfg.pinned
+            )
+            for p, r in self._runners.items()
+        ]
+        victims = choose_eviction(loaded, need_bytes, cfg.memory_budget_bytes, time.monotonic())
+        if victims is None:
+            raise EngineBusyError(
+                f"Not enough memory for {Path(path).name} while the loaded models are busy "
+                "or pinned; it can start when they finish."
+            )
+        for victim in victims:
+            self._unload(victim, "memory budget")
+
+    def _keep(self, path: str, runner: ContextRunner) -> bool:
+        return runner.busy or path in self._config.pinned
+
+    def _estimate_bytes(self, path: str) -> int:
+        ctx = self._config.context
+        footprint = footprint_from_gguf(path)
+        estimate = estimate_memory(footprint, ctx.n_ctx, ctx.n_gpu_layers)
+        return estimate.device_bytes + estimate.host_bytes
 
     def _unload_expired(self) -> None:
         now = time.monotonic()
         for path, runner in list(self._runners.items()):
-            if not runner.busy and now - runner.last_used > self._config.keep_alive_s:
+            if not self._keep(path, runner) and now - runner.last_used > self._config.keep_alive_s:
                 self._unload(path, "kept alive long enough")
 
     def _unload(self, path: str, why: str) -> None:

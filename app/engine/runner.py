@@ -90,6 +90,7 @@ class ContextRunner:
         self.info = info
         self.metrics = metrics
         self.sessions = sessions
+        self.memory_bytes = 0  # the residency estimate it was loaded under
         self.scheduler = Scheduler(config)
         self._active: dict[str, Active] = {}
         self.last_used = time.monotonic()
