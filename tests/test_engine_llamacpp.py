@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,16 @@ def test_engine_keeps_serving_after_an_error(engine: LlamaCppEngine, tiny_model:
         list(engine.generate(_request(tiny_model, "x" * 2000)))
     chunks = list(engine.generate(_request(tiny_model, max_tokens=4)))
     assert chunks[-1].is_final
+
+
+@pytest.mark.parametrize(("offset", "value"), [(8, 2**40), (16, 2**40), (8, 10**6)])
+def test_header_claiming_absurd_sizes(
+    engine: LlamaCppEngine, tiny_model: Path, tmp_path: Path, offset: int, value: int
+) -> None:
+    data = bytearray(tiny_model.read_bytes())
+    data[offset : offset + 8] = struct.pack("<Q", value)  # tensor or key-value count
+    absurd = tmp_path / "absurd.gguf"
+    absurd.write_bytes(bytes(data))
+    with pytest.raises(TruncatedModelError):
+        list(engine.generate(_request(absurd)))
+    assert list(engine.generate(_request(tiny_model, max_tokens=2)))[-1].is_final
