@@ -3,6 +3,7 @@
 soloist                      start the desktop app
 soloist doctor [--json]      check this machine and the installation
 soloist chat --model PATH    one chat turn, streamed to stdout
+soloist bench [--quick]      the engine against raw llama.cpp, targets and JSON
 """
 
 from __future__ import annotations
@@ -35,7 +36,33 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--seed", type=int, default=0xC0FFEE)
     chat.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
     chat.add_argument("prompt", help="what to say")
+    _add_bench_parser(sub)
     return parser
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from app.bench import SCENARIOS, parse_scenarios
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark the engine against raw llama.cpp in one process",
+        description="Run each scenario on raw llama.cpp (the same C calls, no scheduler) and "
+        "on the engine; print ratios beside their targets and write bench/results/<time>.json.",
+    )
+    bench.add_argument(
+        "--model", default=None, help="GGUF to use (default: generate the ~114 MB bench model)"
+    )
+    bench.add_argument("--quick", action="store_true", help="small token counts (smoke test)")
+    bench.add_argument(
+        "--scenarios",
+        type=parse_scenarios,
+        default=SCENARIOS,
+        help="comma-separated scenario numbers, 1-5 (default: all)",
+    )
+    bench.add_argument("--out", default="bench/results", help="folder for the JSON results")
+    bench.add_argument(
+        "--threads", type=int, default=0, help="llama.cpp threads, both sides (default: all cores)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app import doctor
 
             return doctor.main(as_json=args.json)
+        if args.command == "bench":
+            from app import bench
+
+            return bench.main(args)
         return _chat(args)
     except KeyboardInterrupt:
         return 130

@@ -1,0 +1,48 @@
+"""``soloist bench``: the engine against raw llama.cpp, side by side in one process.
+
+Each scenario runs the same work twice in one run: through the engine
+(:class:`~app.engine.llamacpp.LlamaCppEngine`, as the app uses it) and
+through a hand-written loop over the same llama.cpp C calls with no
+scheduler (:mod:`app.bench.raw`). The printed table gives their ratios
+beside the goals of issue 3; the JSON under ``bench/results/`` keeps every
+number, the machine and the configuration.
+
+1. decode tokens/s of one stream, engine / raw
+2. aggregate tokens/s of four concurrent streams, engine / raw batched
+3. a ~2,000-token context restored from a disk snapshot vs prefilled (raw)
+4. interactive time to first token under background load vs idle, with a
+   first-come-first-served engine for contrast
+5. Python cost of one scheduler step with eight live sequences
+
+Modules: ``workload`` (sizes, prompts, configs), ``raw`` and
+``engine_side`` (the two ways to generate), ``session`` (loads each once),
+``throughput`` (1-3), ``latency`` (4-5), ``report`` (targets, table,
+JSON), ``run`` (the command). This module imports none of them, so the
+command line can build its parser without loading the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+SCENARIOS = (1, 2, 3, 4, 5)
+
+__all__ = ["SCENARIOS", "main", "parse_scenarios"]
+
+
+def parse_scenarios(text: str) -> tuple[int, ...]:
+    """``"3,1"`` -> ``(1, 3)``; for argparse ``type=``."""
+    try:
+        chosen = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of scenario numbers: {text!r}") from None
+    if not chosen or any(n not in SCENARIOS for n in chosen):
+        raise argparse.ArgumentTypeError(f"scenarios are numbers from 1 to {len(SCENARIOS)}")
+    return tuple(chosen)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``soloist bench`` with parsed arguments; the exit status."""
+    from app.bench.run import main as run_main
+
+    return run_main(args)
