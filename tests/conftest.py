@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from app.memory.db import Database
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
@@ -18,6 +20,20 @@ def soloist_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     home.mkdir()
     monkeypatch.setenv("SOLOIST_HOME", str(home))
     yield home
+
+
+@pytest.fixture
+def db_path(soloist_home: Path) -> Path:
+    """The office database file of this test's data directory."""
+    return soloist_home / "office.duckdb"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Iterator[Database]:
+    """The office database, migrated, closed after the test."""
+    database = Database.open(db_path)
+    yield database
+    database.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import math
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -29,18 +28,6 @@ from app.memory.errors import (
 )
 from app.memory.migrations import Migration
 from app.memory.settings import JsonValue, Settings
-
-
-@pytest.fixture
-def db_path(soloist_home: Path) -> Path:
-    return soloist_home / "office.duckdb"
-
-
-@pytest.fixture
-def db(db_path: Path) -> Iterator[Database]:
-    database = Database.open(db_path)
-    yield database
-    database.close()
 
 
 def fingerprint(path: Path) -> dict[str, str]:
