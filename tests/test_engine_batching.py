@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.devtools.testmodels import write_model
+from app.engine.devices import DeviceProbe, GgmlDevice
 from app.engine.errors import (
     EngineBusyError,
     InvalidGrammarError,
@@ -354,3 +355,44 @@ def test_a_pinned_model_stays_and_the_newcomer_waits(tiny_model: Path, tmp_path:
         assert _collect(engine, _req(tiny_model, "still here", max_tokens=2))[-1].is_final
     finally:
         engine.close()
+
+
+def _probe_with_gpu(free_bytes: int) -> DeviceProbe:
+    gpu = GgmlDevice("CUDA0", "NVIDIA test GPU", 1, "CUDA", free_bytes, 8 * 2**30)
+    cpu = GgmlDevice("CPU", "test CPU", 0, "CPU", 16 * 2**30, 16 * 2**30)
+    return DeviceProbe(ggml_devices=lambda: [gpu, cpu])
+
+
+@pytest.mark.parametrize(
+    ("free_bytes", "expected"),
+    [(8 * 2**30, "all"), (0, 0)],
+)
+def test_gpu_layers_are_fitted_to_the_free_device_memory(
+    tiny_model: Path, free_bytes: int, expected: object
+) -> None:
+    from app.engine.placement import footprint_from_gguf, gpu_layers_that_fit
+
+    engine = _engine(device_probe=_probe_with_gpu(free_bytes))
+    try:
+        assert _collect(engine, _req(tiny_model, "hi", max_tokens=2))[-1].is_final
+        layers = engine._runners[str(tiny_model)].gpu_layers
+    finally:
+        engine.close()
+    footprint = footprint_from_gguf(tiny_model)
+    if expected == "all":
+        assert layers == footprint.n_layer + 1  # every block and the output layer
+    else:
+        assert layers == expected == gpu_layers_that_fit(footprint, free_bytes, 2048)
+
+
+def test_without_a_gpu_everything_stays_on_the_cpu(tiny_model: Path) -> None:
+    engine = _engine()  # this machine's real devices: no GPU in CI
+    try:
+        _collect(engine, _req(tiny_model, "hi", max_tokens=2))
+        runner = engine._runners[str(tiny_model)]
+    finally:
+        engine.close()
+    from app.engine.devices import discover_devices
+
+    if not any(d.can_offload for d in discover_devices()):
+        assert runner.gpu_layers == 0

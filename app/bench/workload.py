@@ -22,6 +22,8 @@ from app.engine.llamacpp import EngineConfig
 from app.engine.scheduler import SchedulerConfig
 from app.engine.types import GenerateRequest, Message, Priority, SamplingParams
 
+ALL_LAYERS = 999  # llama.cpp clamps it to the model's layers (+ output)
+
 Progress = Callable[[str], None]
 
 BENCH_MODEL_NAME = "bench-q4_k_m.gguf"
@@ -147,13 +149,18 @@ class Workload:
             n_ctx=self.options.n_ctx,
             n_batch=max(engine.context.n_batch, engine.step_token_budget),
             n_threads=self.options.n_threads,
+            n_gpu_layers=ALL_LAYERS,
             n_seq_max=n_seq_max,
             kv_unified=engine.kv_unified,
         )
 
     def engine_config(self, n_seq_max: int = 4) -> EngineConfig:
         return EngineConfig(
-            context=ContextConfig(n_ctx=self.options.n_ctx, n_threads=self.options.n_threads),
+            context=ContextConfig(
+                n_ctx=self.options.n_ctx,
+                n_threads=self.options.n_threads,
+                n_gpu_layers=ALL_LAYERS,  # the same on both sides, wherever a GPU is
+            ),
             n_seq_max=n_seq_max,
             keep_alive_s=3600.0,  # no unload between scenarios
         )

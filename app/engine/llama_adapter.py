@@ -50,6 +50,9 @@ def llama() -> Any:
         return _Runtime.lib
 
 
+AUTO_GPU_LAYERS = -1
+
+
 @dataclass(frozen=True, slots=True)
 class ContextConfig:
     """How a model's context is built."""
@@ -57,7 +60,8 @@ class ContextConfig:
     n_ctx: int = 4096  # KV cells shared by all sequences of the context
     n_batch: int = 512
     n_threads: int = 0  # 0: all cores
-    n_gpu_layers: int = 0
+    # Layers on the GPU; AUTO_GPU_LAYERS lets the engine fit them to free memory.
+    n_gpu_layers: int = AUTO_GPU_LAYERS
     n_seq_max: int = 1
     # One KV buffer for all sequences: any sequence may use any cell, and a
     # saved sequence state restores into any sequence of any such context.
@@ -72,7 +76,7 @@ class LoadedModel:
         lib = llama()
         self._lib = lib
         mparams = lib.llama_model_default_params()
-        mparams.n_gpu_layers = config.n_gpu_layers
+        mparams.n_gpu_layers = max(config.n_gpu_layers, 0)  # the engine resolves AUTO
         self.model = lib.llama_model_load_from_file(path.encode(), mparams)
         if not self.model:
             raise ModelLoadError(f"llama.cpp could not load {os.path.basename(path)}.")

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.engine.devices import DeviceProbe, discover_devices
 from app.engine.errors import (
     EngineBusyError,
     EngineError,
@@ -28,13 +29,15 @@ from app.engine.errors import (
     ModelTooLargeError,
 )
 from app.engine.gguf_file import GGUFInfo, check_gguf
-from app.engine.llama_adapter import ContextConfig, LoadedModel
+from app.engine.llama_adapter import AUTO_GPU_LAYERS, ContextConfig, LoadedModel
 from app.engine.metrics import MetricsRing
 from app.engine.placement import (
     LoadedModelInfo,
+    ModelFootprint,
     choose_eviction,
     estimate_memory,
     footprint_from_gguf,
+    gpu_layers_that_fit,
     next_model,
 )
 from app.engine.runner import ContextRunner
@@ -66,6 +69,7 @@ class EngineConfig:
     # Memory the loaded models may use together (weights and KV); None: no limit.
     memory_budget_bytes: int | None = None
     pinned: tuple[str, ...] = ()  # model paths never unloaded for room or keep-alive
+    device_probe: DeviceProbe | None = None  # how devices are found (tests fake a GPU)
 
     def scheduler(self, n_ctx: int) -> SchedulerConfig:
         return SchedulerConfig(
@@ -254,15 +258,18 @@ class LlamaCppEngine:
         if runner is not None:
             return runner
         info = check_gguf(path)
-        need = self._estimate_bytes(path)
+        footprint = footprint_from_gguf(path)
+        ctx = self._config.context
+        layers = self._gpu_layers(footprint, ctx)
+        estimate = estimate_memory(footprint, ctx.n_ctx, layers)
+        need = estimate.device_bytes + estimate.host_bytes
         self._make_room(path, need)
         started = time.perf_counter()
-        ctx = self._config.context
         ctx_config = ContextConfig(
             n_ctx=ctx.n_ctx,
             n_batch=max(ctx.n_batch, self._config.step_token_budget),
             n_threads=ctx.n_threads,
-            n_gpu_layers=ctx.n_gpu_layers,
+            n_gpu_layers=layers,
             n_seq_max=self._config.n_seq_max,
             kv_unified=self._config.kv_unified,
         )
@@ -271,12 +278,14 @@ class LlamaCppEngine:
             model, info, self._config.scheduler(model.n_ctx), self.metrics, self._sessions(info)
         )
         runner.memory_bytes = need
+        runner.gpu_layers = layers
         self._runners[path] = runner
         log.info(
-            "loaded %s (%d bytes, n_ctx=%d, %d sequences) in %.2f s",
+            "loaded %s (%d bytes, n_ctx=%d, %d GPU layers, %d sequences) in %.2f s",
             info.name,
             info.size_bytes,
             model.n_ctx,
+            layers,
             self._config.n_seq_max,
             time.perf_counter() - started,
         )
@@ -326,11 +335,15 @@ class LlamaCppEngine:
     def _keep(self, path: str, runner: ContextRunner) -> bool:
         return runner.busy or path in self._config.pinned
 
-    def _estimate_bytes(self, path: str) -> int:
-        ctx = self._config.context
-        footprint = footprint_from_gguf(path)
-        estimate = estimate_memory(footprint, ctx.n_ctx, ctx.n_gpu_layers)
-        return estimate.device_bytes + estimate.host_bytes
+    def _gpu_layers(self, footprint: ModelFootprint, ctx: ContextConfig) -> int:
+        """The configured layer count, or (``AUTO_GPU_LAYERS``) what fits the best device."""
+        if ctx.n_gpu_layers != AUTO_GPU_LAYERS:
+            return ctx.n_gpu_layers
+        devices = [d for d in discover_devices(self._config.device_probe) if d.can_offload]
+        free = max((d.memory_free_bytes or 0 for d in devices), default=0)
+        if free <= 0:
+            return 0
+        return gpu_layers_that_fit(footprint, free, ctx.n_ctx, n_seq=1)
 
     def _unload_expired(self) -> None:
         now = time.monotonic()

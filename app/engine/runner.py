@@ -91,6 +91,7 @@ class ContextRunner:
         self.metrics = metrics
         self.sessions = sessions
         self.memory_bytes = 0  # the residency estimate it was loaded under
+        self.gpu_layers = 0  # n_gpu_layers it was loaded with
         self.scheduler = Scheduler(config)
         self._active: dict[str, Active] = {}
         self.last_used = time.monotonic()
