@@ -240,6 +240,31 @@ def _guarded(found: _Findings, what: str, check: Callable[[], Any], default: Any
         return default
 
 
+def _engine_status() -> Report | None:
+    """What the running office's engine holds, from the file it publishes."""
+    from app.engine.status import STATUS_FILE, read_status
+
+    return read_status(paths.data_dir() / STATUS_FILE)
+
+
+def _engine_rows(engine: Report | None) -> list[tuple[str, str]]:
+    if engine is None:
+        return [("models", "no engine has run here yet")]
+    if not engine["alive"]:
+        return [("models", "none (the office is not running)")]
+    if not engine["models"]:
+        return [("models", "none loaded")]
+    return [
+        (
+            m["name"],
+            f"{m['gpu_layers']}/{m['n_layer'] + 1} layers on the GPU, "
+            f"~{m['memory_bytes'] / 2**20:,.0f} MiB, n_ctx {m['n_ctx']}, "
+            f"{m['n_seq_max']} sequences{', pinned' if m.get('pinned') else ''}",
+        )
+        for m in engine["models"]
+    ]
+
+
 def collect() -> Report:
     """Everything the doctor knows, as JSON-ready data."""
     found = _Findings()
@@ -262,6 +287,7 @@ def collect() -> Report:
         "database": _guarded(found, "the database", lambda: _check_database(found), {}),
         "llama_cpp": llama,
         "devices": devices,
+        "engine": _guarded(found, "the engine", _engine_status, None),
         "keyring": _guarded(found, "the keyring", lambda: _check_keyring(found), {}),
         "ok": not found.problems,
         "problems": found.problems,
@@ -311,6 +337,7 @@ def format_report(report: Report) -> str:
             ],
         ),
         ("Devices", [(dev["name"], _device_line(dev)) for dev in report["devices"]]),
+        ("Engine", _engine_rows(report.get("engine"))),
         (
             "Keyring",
             [

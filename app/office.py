@@ -31,10 +31,13 @@ EngineFactory = Callable[[], Engine]
 def _default_engine(home: Path) -> EngineFactory:
     def make() -> Engine:
         from app.engine.llamacpp import EngineConfig, LlamaCppEngine
+        from app.engine.status import STATUS_FILE
 
         # Each conversation's context is kept on disk, so the next turn (even
         # after a restart) resumes instead of re-reading the whole chat.
-        return LlamaCppEngine(EngineConfig(snapshot_dir=home / "kv"))
+        return LlamaCppEngine(
+            EngineConfig(snapshot_dir=home / "kv", status_file=home / STATUS_FILE)
+        )
 
     return make
 

@@ -43,6 +43,7 @@ from app.engine.placement import (
 from app.engine.runner import ContextRunner
 from app.engine.scheduler import SchedulerConfig
 from app.engine.sessions import SessionCache
+from app.engine.status import write_status
 from app.engine.types import Chunk, FinishReason, GenerateRequest
 
 log = logging.getLogger("soloist.engine")
@@ -70,6 +71,7 @@ class EngineConfig:
     memory_budget_bytes: int | None = None
     pinned: tuple[str, ...] = ()  # model paths never unloaded for room or keep-alive
     device_probe: DeviceProbe | None = None  # how devices are found (tests fake a GPU)
+    status_file: Path | None = None  # where residency is published for `soloist doctor`
 
     def scheduler(self, n_ctx: int) -> SchedulerConfig:
         return SchedulerConfig(
@@ -184,6 +186,7 @@ class LlamaCppEngine:
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()
+        self._publish()
 
     def _take_messages(self, *, block: bool) -> bool:
         """Handle what is in the inbox; False when asked to stop."""
@@ -280,6 +283,7 @@ class LlamaCppEngine:
         runner.memory_bytes = need
         runner.gpu_layers = layers
         self._runners[path] = runner
+        self._publish()
         log.info(
             "loaded %s (%d bytes, n_ctx=%d, %d GPU layers, %d sequences) in %.2f s",
             info.name,
@@ -355,3 +359,22 @@ class LlamaCppEngine:
         runner = self._runners.pop(path)
         runner.close()
         log.info("unloaded %s (%s)", runner.info.name, why)
+        self._publish()
+
+    def _publish(self) -> None:
+        if self._config.status_file is None:
+            return
+        models = [
+            {
+                "path": path,
+                "name": runner.info.name,
+                "n_layer": runner.info.block_count,
+                "gpu_layers": runner.gpu_layers,
+                "memory_bytes": runner.memory_bytes,
+                "n_ctx": runner.model.n_ctx,
+                "n_seq_max": runner.model.n_seq_max,
+                "pinned": path in self._config.pinned,
+            }
+            for path, runner in self._runners.items()
+        ]
+        write_status(self._config.status_file, models)
