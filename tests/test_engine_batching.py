@@ -396,3 +396,32 @@ def test_without_a_gpu_everything_stays_on_the_cpu(tiny_model: Path) -> None:
 
     if not any(d.can_offload for d in discover_devices()):
         assert runner.gpu_layers == 0
+
+
+def test_past_the_host_budget_a_preempted_sequence_waits_on_disk(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    swap = tmp_path / "swap"
+    engine = _engine(n_seq_max=1, host_swap_budget_bytes=0, swap_dir=swap)
+    try:
+        bg = _req(
+            tiny_model, "nightly report", priority=Priority.BACKGROUND, seed=5, max_tokens=120
+        )
+        uninterrupted = _text(_collect(engine, bg))
+        bg2 = _req(
+            tiny_model, "nightly report", priority=Priority.BACKGROUND, seed=5, max_tokens=120
+        )
+        stream = engine.generate(bg2)
+        first = next(stream)
+        seen_on_disk: list[int] = []
+        for chunk in engine.generate(_req(tiny_model, "quick question", max_tokens=8)):
+            seen_on_disk.append(len(list(swap.rglob("*.solokv"))))
+            assert chunk.error is None
+        rest = list(stream)
+        assert max(seen_on_disk) == 1  # the background state was on disk meanwhile
+        assert rest[-1].timings is not None
+        assert rest[-1].timings.preemptions >= 1
+        assert first.text + _text(rest) == uninterrupted
+        assert not list(swap.rglob("*.solokv"))  # taken back, file removed
+    finally:
+        engine.close()

@@ -42,8 +42,9 @@ from app.engine.placement import (
 )
 from app.engine.runner import ContextRunner
 from app.engine.scheduler import SchedulerConfig
-from app.engine.sessions import SessionCache
+from app.engine.sessions import SessionCache, kv_identity
 from app.engine.status import write_status
+from app.engine.swap import SwapSpace
 from app.engine.types import Chunk, FinishReason, GenerateRequest
 
 log = logging.getLogger("soloist.engine")
@@ -72,6 +73,10 @@ class EngineConfig:
     pinned: tuple[str, ...] = ()  # model paths never unloaded for room or keep-alive
     device_probe: DeviceProbe | None = None  # how devices are found (tests fake a GPU)
     status_file: Path | None = None  # where residency is published for `soloist doctor`
+    # Preempted sequences' KV waits in RAM up to this many bytes, then on disk
+    # under swap_dir (None: always in RAM).
+    host_swap_budget_bytes: int = 1 * 2**30
+    swap_dir: Path | None = None
 
     def scheduler(self, n_ctx: int) -> SchedulerConfig:
         return SchedulerConfig(
@@ -278,7 +283,12 @@ class LlamaCppEngine:
         )
         model = LoadedModel(path, ctx_config)
         runner = ContextRunner(
-            model, info, self._config.scheduler(model.n_ctx), self.metrics, self._sessions(info)
+            model,
+            info,
+            self._config.scheduler(model.n_ctx),
+            metrics=self.metrics,
+            sessions=self._sessions(info),
+            swap=self._swap_space(info),
         )
         runner.memory_bytes = need
         runner.gpu_layers = layers
@@ -294,6 +304,12 @@ class LlamaCppEngine:
             time.perf_counter() - started,
         )
         return runner
+
+    def _swap_space(self, info: GGUFInfo) -> SwapSpace:
+        cfg = self._config
+        disk = None if cfg.swap_dir is None else cfg.swap_dir / f"{abs(hash(info.path)):x}"
+        identity = kv_identity(info, n_seq_max=cfg.n_seq_max, kv_unified=cfg.kv_unified)
+        return SwapSpace(cfg.host_swap_budget_bytes, disk, identity)
 
     def _sessions(self, info: GGUFInfo) -> SessionCache | None:
         cfg = self._config

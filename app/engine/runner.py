@@ -32,6 +32,7 @@ from app.engine.scheduler import (
     StepPlan,
 )
 from app.engine.sessions import SessionCache
+from app.engine.swap import SwapSpace
 from app.engine.textstream import TextAssembler
 from app.engine.types import Chunk, FinishReason, GenerateRequest, Timings
 
@@ -66,7 +67,6 @@ class Active:
     fed: list[int] = field(default_factory=list)  # reply tokens fed back into KV
     slot: int | None = None
     shared: int = 0  # prompt tokens copied from another sequence
-    swapped: bytes | bytearray | None = None
     preemptions: int = 0
     swapped_bytes: int = 0  # KV state bytes moved out of the context, in all
 
@@ -83,13 +83,16 @@ class ContextRunner:
         model: LoadedModel,
         info: GGUFInfo,
         config: SchedulerConfig,
+        *,
         metrics: MetricsRing | None = None,
         sessions: SessionCache | None = None,
+        swap: SwapSpace | None = None,
     ) -> None:
         self.model = model
         self.info = info
         self.metrics = metrics
         self.sessions = sessions
+        self.swap = swap or SwapSpace(host_budget_bytes=2**62, disk_dir=None, identity="")
         self.memory_bytes = 0  # the residency estimate it was loaded under
         self.gpu_layers = 0  # n_gpu_layers it was loaded with
         self.scheduler = Scheduler(config)
@@ -190,15 +193,11 @@ class ContextRunner:
             active = self._active[pre.request_id]
             active.preemptions += 1
             if pre.action is PreemptAction.SWAP_OUT:
-                active.swapped = kvstate.get_seq_state(self.model, pre.slot)
-                active.swapped_bytes += len(active.swapped)
-                self.model.clear_seq(pre.slot)
-                active.slot = None
+                self._swap_out(active, pre.slot)
         for res in plan.resume:
             active = self._active[res.request_id]
-            if res.action is ResumeAction.SWAP_IN and active.swapped is not None:
-                kvstate.set_seq_state(self.model, res.slot, active.swapped)
-                active.swapped = None
+            if res.action is ResumeAction.SWAP_IN and active.request_id in self.swap:
+                kvstate.set_seq_state(self.model, res.slot, self.swap.take(active.request_id))
             active.slot = res.slot
         for start in plan.start:
             active = self._active[start.request_id]
@@ -209,6 +208,14 @@ class ContextRunner:
                 active.shared = self.sessions.resume(self.model, start.slot, active.prompt)
             if active.shared < MIN_SHARED_PREFIX:
                 self._share_prefix(active)
+
+    def _swap_out(self, active: Active, slot: int) -> None:
+        state = kvstate.get_seq_state(self.model, slot)
+        held = kvstate.seq_pos_max(self.model, slot) + 1
+        self.swap.put(active.request_id, [*active.prompt, *active.fed][:held], state)
+        active.swapped_bytes += len(state)
+        self.model.clear_seq(slot)
+        active.slot = None
 
     def _share_prefix(self, new: Active) -> None:
         """Copy the cells of the longest common prompt prefix a resident sequence holds."""
@@ -322,7 +329,7 @@ class ContextRunner:
 
     def _drop(self, active: Active) -> None:
         active.sampler.close()
-        active.swapped = None
+        self.swap.drop(active.request_id)
         self._active.pop(active.request_id, None)
 
     def close(self) -> None:

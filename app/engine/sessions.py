@@ -26,6 +26,12 @@ log = logging.getLogger("soloist.engine.sessions")
 DEFAULT_MAX_BYTES = 2 * 2**30
 
 
+def kv_identity(info: GGUFInfo, *, n_seq_max: int, kv_unified: bool) -> str:
+    """The identity a KV state of this model in such a context is saved under."""
+    streams = kvstate.kv_streams(n_seq_max, kv_unified=kv_unified)
+    return model_identity_from_info(info, kv_layout=kvstate.kv_layout_tag(n_streams=streams))
+
+
 class SessionCache:
     """Save and resume sequences of one loaded model through a snapshot store."""
 
@@ -38,10 +44,7 @@ class SessionCache:
         kv_unified: bool,
         max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
-        streams = kvstate.kv_streams(n_seq_max, kv_unified=kv_unified)
-        self.identity = model_identity_from_info(
-            info, kv_layout=kvstate.kv_layout_tag(n_streams=streams)
-        )
+        self.identity = kv_identity(info, n_seq_max=n_seq_max, kv_unified=kv_unified)
         self._store = SnapshotStore(root)
         self._lock = threading.Lock()  # the store is not thread-safe
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="soloist-kv-writer")
