@@ -36,7 +36,11 @@ def _default_engine(home: Path) -> EngineFactory:
         # Each conversation's context is kept on disk, so the next turn (even
         # after a restart) resumes instead of re-reading the whole chat.
         return LlamaCppEngine(
-            EngineConfig(snapshot_dir=home / "kv", status_file=home / STATUS_FILE)
+            EngineConfig(
+                snapshot_dir=home / "kv",
+                swap_dir=home / "kv-swap",
+                status_file=home / STATUS_FILE,
+            )
         )
 
     return make

@@ -425,3 +425,19 @@ def test_past_the_host_budget_a_preempted_sequence_waits_on_disk(
         assert not list(swap.rglob("*.solokv"))  # taken back, file removed
     finally:
         engine.close()
+
+
+def test_requests_for_models_that_evict_each_other_all_complete(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    other = write_model(tmp_path / "other.gguf", seed=3)
+    engine = _engine(max_models=1, n_seq_max=2)
+    try:
+        requests = [
+            _req(m, f"turn {i}", max_tokens=6) for i, m in enumerate([tiny_model, other] * 3)
+        ]
+        results = _concurrently(engine, requests)
+        assert all(r and r[-1].finish_reason is FinishReason.LENGTH for r in results)
+        assert len(engine.loaded_models()) <= 2  # a busy model is never unloaded under it
+    finally:
+        engine.close()
