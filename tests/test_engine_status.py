@@ -35,6 +35,8 @@ def test_doctor_lists_the_loaded_model_and_its_layers(tiny_model: Path, soloist_
             sampling=SamplingParams(max_tokens=2),
         )
         list(engine.generate(request))
+        assert engine.residency()[0]["path"] == str(tiny_model)
+        assert engine.memory_in_use() == engine.residency()[0]["memory_bytes"] > 0
         report = json.loads(_doctor("--json").stdout)
         human = _doctor().stdout
     finally:

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.engine.devices import DeviceProbe, discover_devices
 from app.engine.errors import (
@@ -124,6 +125,7 @@ class LlamaCppEngine:
         self._live_lock = threading.Lock()
         self._runners: dict[str, ContextRunner] = {}
         self.metrics = MetricsRing()  # one record per finished request; thread-safe
+        self._residency: list[dict[str, Any]] = []  # replaced whole by the engine thread
         # Models that failed to load, newest last (appended by the engine thread).
         self.events: deque[DegradedEvent] = deque(maxlen=256)
         self._thread = threading.Thread(target=self._run, name="soloist-engine", daemon=True)
@@ -145,6 +147,14 @@ class LlamaCppEngine:
         job.cancelled.set()
         self._inbox.put(_Cancel(request_id))
         return True
+
+    def residency(self) -> list[dict[str, Any]]:
+        """The loaded models: path, GPU layers, memory estimate... (plain data, a snapshot)."""
+        return list(self._residency)
+
+    def memory_in_use(self) -> int:
+        """Bytes the loaded models are estimated to hold (weights and KV)."""
+        return sum(int(m["memory_bytes"]) for m in self._residency)
 
     def loaded_models(self) -> list[str]:
         """Paths of the models loaded now (a snapshot; may change at once)."""
@@ -378,9 +388,13 @@ class LlamaCppEngine:
         self._publish()
 
     def _publish(self) -> None:
+        self._residency = self._describe_models()
         if self._config.status_file is None:
             return
-        models = [
+        write_status(self._config.status_file, self._residency)
+
+    def _describe_models(self) -> list[dict[str, Any]]:
+        return [
             {
                 "path": path,
                 "name": runner.info.name,
@@ -393,4 +407,3 @@ class LlamaCppEngine:
             }
             for path, runner in self._runners.items()
         ]
-        write_status(self._config.status_file, models)
