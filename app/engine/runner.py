@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.engine import kvstate
 from app.engine.chat_template import render_prompt
@@ -111,17 +111,11 @@ class ContextRunner:
         deadline = None if request.deadline_s is None else submitted + request.deadline_s
         # A reply can never outgrow the context: past it, it ends as LENGTH.
         room = min(self.model.n_ctx, self.scheduler.config.kv_budget_tokens) - len(prompt)
+        sched = SchedRequest.from_generate(
+            request, prompt_tokens=len(prompt), arrival=time.monotonic(), deadline=deadline
+        )
         decision = self.scheduler.add(
-            SchedRequest(
-                request_id=request.request_id,
-                agent_id=request.agent_id,
-                session_id=request.session_id,
-                priority=request.priority,
-                prompt_tokens=len(prompt),
-                max_tokens=max(1, min(request.sampling.max_tokens, room)),
-                arrival=time.monotonic(),
-                deadline=deadline,
-            )
+            replace(sched, max_tokens=max(1, min(sched.max_tokens, room)))
         )
         if not decision.taken:
             sampler.close()
