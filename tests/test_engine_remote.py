@@ -15,6 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.engine.errors import NotGGUFError
+from app.engine.llama_adapter import ContextConfig
+from app.engine.llamacpp import EngineConfig, LlamaCppEngine
 from app.engine.remote import (
     RemoteAuthError,
     RemoteEngine,
@@ -23,7 +26,15 @@ from app.engine.remote import (
     RemoteServerError,
     RemoteUnavailableError,
 )
-from app.engine.types import Chunk, FinishReason, GenerateRequest, Message, SamplingParams
+from app.engine.routing import Backend, RoutePolicy, RoutingEngine, choose_backend
+from app.engine.types import (
+    Chunk,
+    FinishReason,
+    GenerateRequest,
+    Message,
+    Priority,
+    SamplingParams,
+)
 
 
 def _request(max_tokens: int = 16) -> GenerateRequest:
@@ -331,3 +342,75 @@ def test_logs_carry_no_key_or_text(caplog: pytest.LogCaptureFixture) -> None:
     assert caplog.records, "expected some log records"
     assert "sk-very-secret" not in caplog.text
     assert "Say something" not in caplog.text and "Hel" not in caplog.text
+
+
+# -- routing between the local engine and the remote endpoint ----------------
+ROUTE_CASES = [
+    # (priority, agent, policy, has_remote, expected)
+    (Priority.INTERACTIVE, "a", RoutePolicy(), True, Backend.LOCAL),
+    (Priority.BACKGROUND, "a", RoutePolicy(frozenset({Priority.BACKGROUND})), True, Backend.REMOTE),
+    (Priority.INTERACTIVE, "a", RoutePolicy(frozenset({Priority.BACKGROUND})), True, Backend.LOCAL),
+    (Priority.STANDARD, "crm", RoutePolicy(remote_agents=frozenset({"crm"})), True, Backend.REMOTE),
+    (Priority.BACKGROUND, "a", RoutePolicy(frozenset({Priority.BACKGROUND})), False, Backend.LOCAL),
+]
+
+
+@pytest.mark.parametrize(("priority", "agent", "policy", "has_remote", "expected"), ROUTE_CASES)
+def test_choose_backend(
+    priority: Priority, agent: str, policy: RoutePolicy, has_remote: bool, expected: Backend
+) -> None:
+    request = GenerateRequest(
+        model_path="m.gguf", messages=(Message("user", "x"),), priority=priority, agent_id=agent
+    )
+    assert choose_backend(request, policy, has_remote=has_remote) is expected
+
+
+def _routed_request(model: str, priority: Priority = Priority.INTERACTIVE) -> GenerateRequest:
+    return GenerateRequest(
+        model_path=model,
+        messages=(Message("user", "hello"),),
+        sampling=SamplingParams(max_tokens=6),
+        priority=priority,
+    )
+
+
+def test_a_background_class_routed_to_the_remote_server(server_url: str, tiny_model: Path) -> None:
+    local = LlamaCppEngine(EngineConfig(context=ContextConfig(n_ctx=512), n_seq_max=1))
+    router = RoutingEngine(
+        local,
+        RemoteEngine(server_url),
+        RoutePolicy(remote_priorities=frozenset({Priority.BACKGROUND})),
+    )
+    try:
+        chunks = list(router.generate(_routed_request(str(tiny_model), Priority.BACKGROUND)))
+        assert chunks[-1].finish_reason is FinishReason.LENGTH
+        assert local.loaded_models() == []  # it never touched the local engine
+        list(router.generate(_routed_request(str(tiny_model))))
+        assert local.loaded_models() == [str(tiny_model)]  # interactive stays local
+    finally:
+        router.close()
+
+
+def test_a_local_model_that_cannot_load_degrades_to_the_remote_server(
+    server_url: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "huge.gguf"
+    broken.write_text("not a model at all")
+    router = RoutingEngine(LlamaCppEngine(), RemoteEngine(server_url))
+    try:
+        chunks = list(router.generate(_routed_request(str(broken))))
+    finally:
+        router.close()
+    assert chunks[-1].finish_reason is FinishReason.LENGTH
+    assert [e.error for e in router.events] == ["NotGGUFError"]
+
+
+def test_without_a_remote_the_local_error_reaches_the_caller(tmp_path: Path) -> None:
+    broken = tmp_path / "huge.gguf"
+    broken.write_text("not a model at all")
+    router = RoutingEngine(LlamaCppEngine())
+    try:
+        with pytest.raises(NotGGUFError):
+            list(router.generate(_routed_request(str(broken))))
+    finally:
+        router.close()
