@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -116,27 +117,52 @@ def test_two_interleaved_agents_match_their_solo_runs(tiny_model: Path) -> None:
         engine.close()
 
 
+@dataclass
+class _Interrupted:
+    """A background run, alone and then interrupted by an interactive chat."""
+
+    uninterrupted: str
+    interrupted: str
+    background: GenerateRequest
+    final: Chunk
+    chat: list[Chunk]
+
+
+def _interrupt_background(
+    engine: LlamaCppEngine,
+    model: Path,
+    max_tokens: int,
+    on_chat_chunk: Callable[[Chunk], None] = lambda _: None,
+) -> _Interrupted:
+    """Run the same seeded background request twice, the second time with a chat in between."""
+
+    def background() -> GenerateRequest:
+        return _req(
+            model, "nightly report", priority=Priority.BACKGROUND, seed=5, max_tokens=max_tokens
+        )
+
+    uninterrupted = _text(_collect(engine, background()))
+    request = background()
+    stream = engine.generate(request)
+    first = next(stream)  # background is decoding now
+    chat = []
+    for chunk in engine.generate(_req(model, "quick question", max_tokens=8)):
+        on_chat_chunk(chunk)
+        chat.append(chunk)
+    rest = list(stream)
+    return _Interrupted(uninterrupted, first.text + _text(rest), request, rest[-1], chat)
+
+
 def test_interactive_preempts_background_which_resumes_bit_identical(tiny_model: Path) -> None:
     # One slot: the background sequence must be swapped out and back in.
     engine = _engine(n_seq_max=1)
     try:
-        bg = _req(
-            tiny_model, "nightly report", priority=Priority.BACKGROUND, seed=5, max_tokens=200
-        )
-        uninterrupted = _text(_collect(engine, bg))
-
-        bg2 = _req(
-            tiny_model, "nightly report", priority=Priority.BACKGROUND, seed=5, max_tokens=200
-        )
-        stream = engine.generate(bg2)
-        first = next(stream)  # background is decoding now
-        chat = _collect(engine, _req(tiny_model, "quick question", max_tokens=8))
-        rest = list(stream)
-        assert chat[-1].finish_reason is FinishReason.LENGTH
-        final = rest[-1]
+        run = _interrupt_background(engine, tiny_model, max_tokens=200)
+        bg2, final = run.background, run.final
+        assert run.chat[-1].finish_reason is FinishReason.LENGTH
         assert final.timings is not None
         assert final.timings.preemptions >= 1
-        assert first.text + _text(rest) == uninterrupted
+        assert run.interrupted == run.uninterrupted
         record = next(r for r in engine.metrics.recent(10) if r["request_id"] == bg2.request_id)
         assert record["preemptions"] == final.timings.preemptions
         assert record["snapshot_bytes"] > 0  # it was swapped out of the only slot
@@ -404,24 +430,17 @@ def test_past_the_host_budget_a_preempted_sequence_waits_on_disk(
     swap = tmp_path / "swap"
     engine = _engine(n_seq_max=1, host_swap_budget_bytes=0, swap_dir=swap)
     try:
-        bg = _req(
-            tiny_model, "nightly report", priority=Priority.BACKGROUND, seed=5, max_tokens=120
-        )
-        uninterrupted = _text(_collect(engine, bg))
-        bg2 = _req(
-            tiny_model, "nightly report", priority=Priority.BACKGROUND, seed=5, max_tokens=120
-        )
-        stream = engine.generate(bg2)
-        first = next(stream)
         seen_on_disk: list[int] = []
-        for chunk in engine.generate(_req(tiny_model, "quick question", max_tokens=8)):
+
+        def during_chat(chunk: Chunk) -> None:
             seen_on_disk.append(len(list(swap.rglob("*.solokv"))))
             assert chunk.error is None
-        rest = list(stream)
+
+        run = _interrupt_background(engine, tiny_model, max_tokens=120, on_chat_chunk=during_chat)
         assert max(seen_on_disk) == 1  # the background state was on disk meanwhile
-        assert rest[-1].timings is not None
-        assert rest[-1].timings.preemptions >= 1
-        assert first.text + _text(rest) == uninterrupted
+        assert run.final.timings is not None
+        assert run.final.timings.preemptions >= 1
+        assert run.interrupted == run.uninterrupted
         assert not list(swap.rglob("*.solokv"))  # taken back, file removed
     finally:
         engine.close()
