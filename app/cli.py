@@ -4,16 +4,23 @@ soloist                      start the desktop app
 soloist doctor [--json]      check this machine and the installation
 soloist chat --model PATH    one chat turn, streamed to stdout
 soloist bench [--quick]      the engine against raw llama.cpp, targets and JSON
+soloist models list|recommended|download   local models, the curated list, downloads
+soloist serve --model PATH   the local OpenAI-compatible API (loopback, bearer token)
+
+--engine process|inprocess   where the app runs llama.cpp (default: a supervised
+                             child process; inprocess is for debugging)
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from app import __version__, logs
+from app.engine.process import ENGINE_CHILD, ENGINE_MODE_ENV
 
 log = logging.getLogger("soloist.cli")
 
@@ -25,6 +32,12 @@ EXIT_BUG = 70
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="soloist", description="Soloist, your AI office.")
     parser.add_argument("--version", action="version", version=f"soloist {__version__}")
+    parser.add_argument(
+        "--engine",
+        choices=("process", "inprocess"),
+        default=None,
+        help="run llama.cpp in a supervised child process (default) or in the app's process",
+    )
     sub = parser.add_subparsers(dest="command")
     doctor = sub.add_parser("doctor", help="check this machine and the installation")
     doctor.add_argument("--json", action="store_true", help="print one JSON document")
@@ -37,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
     chat.add_argument("prompt", help="what to say")
     _add_bench_parser(sub)
+    from app import cli_models, cli_serve
+
+    cli_models.add_parser(sub)
+    cli_serve.add_parser(sub)
     return parser
 
 
@@ -66,28 +83,51 @@ def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == [ENGINE_CHILD]:  # how a frozen bundle starts its engine process
+        from app.engine.process.child import main as child_main
+
+        return child_main(raw[1:])
+    args = _parser().parse_args(raw)
+    if args.engine is not None:
+        os.environ[ENGINE_MODE_ENV] = args.engine
     if args.command is None:
         from app.ui.app import run
 
         return run(sys.argv[:1])
     logs.setup("cli")
     try:
-        if args.command == "doctor":
-            from app import doctor
-
-            return doctor.main(as_json=args.json)
-        if args.command == "bench":
-            from app import bench
-
-            return bench.main(args)
-        return _chat(args)
+        return _COMMANDS.get(args.command, _chat)(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: one line for the user, the trace for the log
         log.exception("soloist %s failed", args.command)
         print(f"soloist: internal error ({type(exc).__name__}); see the log.", file=sys.stderr)
         return EXIT_BUG
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from app import doctor
+
+    return doctor.main(as_json=args.json)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from app import bench
+
+    return bench.main(args)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from app import cli_models
+
+    return cli_models.run(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from app import cli_serve
+
+    return cli_serve.run(args)
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -128,3 +168,12 @@ def _chat(args: argparse.Namespace) -> int:
     finally:
         engine.close()
     return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "doctor": _doctor,
+    "bench": _bench,
+    "models": _models,
+    "serve": _serve,
+    "chat": _chat,
+}

@@ -8,6 +8,7 @@ which call these methods off the main thread.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from app import paths
 from app.engine.interface import Engine
+from app.engine.process import ENGINE_MODE_ENV
 from app.engine.types import Chunk, GenerateRequest, Message, Priority, SamplingParams
 from app.memory.conversations import Conversation, ConversationStore, StoredMessage
 from app.memory.db import Database
@@ -23,6 +25,7 @@ from app.memory.settings import Settings
 log = logging.getLogger("soloist.office")
 
 MODEL_SETTING = "engine.model_path"
+BROKEN_MODELS_FILE = "engine-broken.json"
 SYSTEM_PROMPT = "You are Soloist, a concise assistant for a one-person business."
 
 EngineFactory = Callable[[], Engine]
@@ -34,13 +37,21 @@ def _default_engine(home: Path) -> EngineFactory:
         from app.engine.status import STATUS_FILE
 
         # Each conversation's context is kept on disk, so the next turn (even
-        # after a restart) resumes instead of re-reading the whole chat.
-        return LlamaCppEngine(
-            EngineConfig(
-                snapshot_dir=home / "kv",
-                swap_dir=home / "kv-swap",
-                status_file=home / STATUS_FILE,
-            )
+        # after a restart of the engine or the app) resumes instead of
+        # re-reading the whole chat.
+        config = EngineConfig(
+            snapshot_dir=home / "kv",
+            swap_dir=home / "kv-swap",
+            status_file=home / STATUS_FILE,
+        )
+        if os.environ.get(ENGINE_MODE_ENV, "process") == "inprocess":
+            log.info("engine runs in this process")
+            return LlamaCppEngine(config)
+        # A crash inside llama.cpp ends the child, not the office.
+        from app.engine.process.supervisor import ProcessConfig, ProcessEngine
+
+        return ProcessEngine(
+            ProcessConfig(engine=config, broken_models_file=home / BROKEN_MODELS_FILE)
         )
 
     return make

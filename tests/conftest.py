@@ -55,3 +55,11 @@ def tiny_model_no_template(model_dir: Path) -> Path:
     from app.devtools.testmodels import write_tiny_model
 
     return write_tiny_model(model_dir / "tiny-plain.gguf", chat_template=None)
+
+
+@pytest.fixture(scope="session")
+def crashing_model(model_dir: Path) -> Path:
+    """A model whose context creation aborts llama.cpp (SIGABRT)."""
+    from app.devtools.testmodels import write_crashing_model
+
+    return write_crashing_model(model_dir / "crash.gguf")

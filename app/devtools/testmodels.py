@@ -191,3 +191,15 @@ def quantize(src: Path, dst: Path, kind: str = "Q4_K_M") -> Path:
         raise RuntimeError(f"llama_model_quantize failed with code {rc}")
     tmp.replace(dst)
     return dst
+
+
+def write_crashing_model(path: Path) -> Path:
+    """A GGUF that passes every header check but makes llama.cpp abort.
+
+    Its 3 KV heads do not divide its 4 query heads: the file loads, then
+    creating a context trips ``GGML_ASSERT(ggml_can_mul_mat(k, q))`` and the
+    process dies of SIGABRT. Used to test the engine process's supervision.
+    """
+    if path.exists():
+        return path
+    return write_model(path, ModelShape(n_head=4, n_head_kv=3), name="soloist-crash")

@@ -7,17 +7,20 @@
     │   ├── ModelNotFoundError   no file at that path
     │   ├── NotGGUFError         the file is not a GGUF model
     │   ├── TruncatedModelError  the file is a GGUF cut short
-    │   └── ModelTooLargeError   the model does not fit the memory budget
+    │   ├── ModelTooLargeError   the model does not fit the memory budget
+    │   └── ModelBrokenError     the model crashed the engine process before
     ├── PromptTooLongError       the prompt does not fit the context
     ├── InvalidGrammarError      a GBNF grammar or JSON schema llama.cpp rejects
     ├── EngineBusyError          admission refused the request (queue full, budget)
     ├── RequestCancelledError    the caller cancelled the request
     ├── GenerationError          llama.cpp failed while decoding
+    ├── EngineRestartedError     the engine process died during the request
+    ├── EngineUnavailableError   the engine process cannot be started
     └── SnapshotError            (app.engine.snapshots) a KV snapshot problem
 
 Every error is a *known* error: ``str(err)`` is one line a user can read.
 They are plain exceptions with plain arguments so they survive being sent
-across a process boundary (the engine moves into a child process later).
+across a process boundary (``app.engine.process`` sends them by class name).
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class ModelTooLargeError(ModelLoadError):
     """The model needs more memory than the engine may use."""
 
 
+class ModelBrokenError(ModelLoadError):
+    """Loading the model crashed the engine process; it is kept out of loading."""
+
+
 class PromptTooLongError(EngineError):
     """The prompt needs more tokens than the context holds."""
 
@@ -65,3 +72,15 @@ class RequestCancelledError(EngineError):
 
 class GenerationError(EngineError):
     """llama.cpp reported an error while decoding."""
+
+
+class EngineRestartedError(EngineError):
+    """The engine process died while the request ran; it was restarted.
+
+    Raised to a caller whose stream had already delivered text (it cannot be
+    retried without answering twice) or that was already retried once.
+    """
+
+
+class EngineUnavailableError(EngineError):
+    """The engine process cannot be started; the message says why."""

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,10 @@ class EngineConfig:
     # under swap_dir (None: always in RAM).
     host_swap_budget_bytes: int = 1 * 2**30
     swap_dir: Path | None = None
+    # Called on the engine thread as models come and go: (what, path, detail)
+    # with what in "loading", "loaded", "failed", "unloaded". The engine
+    # process forwards these, so a crash inside a load names its model.
+    on_model_event: Callable[[str, str, str], None] | None = None
 
     def scheduler(self, n_ctx: int) -> SchedulerConfig:
         return SchedulerConfig(
@@ -110,6 +114,11 @@ class _Cancel:
     request_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Preload:
+    path: str
+
+
 _STOP = object()
 
 
@@ -128,6 +137,7 @@ class LlamaCppEngine:
         self._residency: list[dict[str, Any]] = []  # replaced whole by the engine thread
         # Models that failed to load, newest last (appended by the engine thread).
         self.events: deque[DegradedEvent] = deque(maxlen=256)
+        self._step_started: float | None = None  # set while the engine thread is in a step
         self._thread = threading.Thread(target=self._run, name="soloist-engine", daemon=True)
         self._thread.start()
 
@@ -147,6 +157,15 @@ class LlamaCppEngine:
         job.cancelled.set()
         self._inbox.put(_Cancel(request_id))
         return True
+
+    def preload(self, path: str) -> None:
+        """Load ``path`` in the background (a failure is logged and reported as an event)."""
+        self._inbox.put(_Preload(path))
+
+    def stalled_s(self) -> float:
+        """How long the engine thread has been inside one decode step (0 when not)."""
+        started = self._step_started
+        return 0.0 if started is None else time.monotonic() - started
 
     def residency(self) -> list[dict[str, Any]]:
         """The loaded models: path, GPU layers, memory estimate... (plain data, a snapshot)."""
@@ -216,6 +235,8 @@ class LlamaCppEngine:
                 self._submit(item)
             elif isinstance(item, _Cancel):
                 self._cancel(item.request_id)
+            elif isinstance(item, _Preload):
+                self._preload(item.path)
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
@@ -260,7 +281,16 @@ class LlamaCppEngine:
             if runner.cancel(request_id):
                 return
 
+    def _preload(self, path: str) -> None:
+        try:
+            self._runner_for(path)
+        except EngineError as exc:
+            log.warning("preloading %s failed: %s", Path(path).name, type(exc).__name__)
+        except Exception:
+            log.exception("preloading %s failed", Path(path).name)
+
     def _step(self, path: str, runner: ContextRunner) -> None:
+        self._step_started = time.monotonic()
         try:
             runner.step()
         except EngineError as exc:
@@ -269,6 +299,8 @@ class LlamaCppEngine:
         except Exception as exc:
             log.exception("model %s failed a step", path)
             runner.fail_all(GenerationError(f"Internal engine error: {type(exc).__name__}."))
+        finally:
+            self._step_started = None
 
     # -- residency -----------------------------------------------------
     def _runner_for(self, path: str) -> ContextRunner:
@@ -291,7 +323,12 @@ class LlamaCppEngine:
             n_seq_max=self._config.n_seq_max,
             kv_unified=self._config.kv_unified,
         )
-        model = LoadedModel(path, ctx_config)
+        self._model_event("loading", path, "")
+        try:
+            model = LoadedModel(path, ctx_config)
+        except EngineError as exc:
+            self._model_event("failed", path, str(exc))
+            raise
         runner = ContextRunner(
             model,
             info,
@@ -304,6 +341,7 @@ class LlamaCppEngine:
         runner.gpu_layers = layers
         self._runners[path] = runner
         self._publish()
+        self._model_event("loaded", path, "")
         log.info(
             "loaded %s (%d bytes, n_ctx=%d, %d GPU layers, %d sequences) in %.2f s",
             info.name,
@@ -386,6 +424,16 @@ class LlamaCppEngine:
         runner.close()
         log.info("unloaded %s (%s)", runner.info.name, why)
         self._publish()
+        self._model_event("unloaded", path, why)
+
+    def _model_event(self, what: str, path: str, detail: str) -> None:
+        hook = self._config.on_model_event
+        if hook is None:
+            return
+        try:
+            hook(what, path, detail)
+        except Exception:  # an observer must not break loading
+            log.exception("model event hook failed")
 
     def _publish(self) -> None:
         self._residency = self._describe_models()

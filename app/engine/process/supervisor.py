@@ -1,0 +1,776 @@
+"""``ProcessEngine``: the engine in a child process, supervised by the office.
+
+A crash inside llama.cpp (an abort on a bad model, a driver fault, the OOM
+killer) ends the child, never the office. The supervisor thread:
+
+- starts the child and authenticates the connection (see wire.py);
+- pings it every ``heartbeat_interval_s``; a child that does not answer for
+  ``heartbeat_timeout_s`` (or whose engine thread sits in one step for
+  ``stall_timeout_s``) is killed;
+- on a death records why (exit code, signal, the last lines it logged),
+  restarts it with backoff, reloads the models that were resident, and
+  sends each in-flight request again once if none of its text had reached
+  the caller; a request that had (or that was already retried) fails with
+  :class:`EngineRestartedError`. No request ever gets two final chunks;
+- marks a model *broken* when the child crashed while loading it (a crash
+  signal or an error exit, or twice killed while loading it), keeps it out of
+  loading (also after the office restarts: the list is kept in a file) and
+  sends its requests to their next fallback model.
+
+Sessions come back by themselves: the child keeps each session's KV
+snapshot on disk (``EngineConfig.snapshot_dir``), and the new child restores
+from it on the session's next request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client, Connection
+from pathlib import Path
+from typing import Any
+
+import app
+from app.engine.errors import (
+    EngineError,
+    EngineRestartedError,
+    EngineUnavailableError,
+    ModelBrokenError,
+)
+from app.engine.llamacpp import EngineConfig
+from app.engine.process import ENGINE_CHILD, wire
+from app.engine.types import Chunk, FinishReason, GenerateRequest
+
+log = logging.getLogger("soloist.engine.supervisor")
+child_log = logging.getLogger("soloist.engine.child")
+
+# How a process ends when the code it ran crashed (rather than was stopped).
+CRASH_SIGNALS = frozenset(
+    getattr(signal, name)
+    for name in ("SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE")
+    if hasattr(signal, name)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessConfig:
+    """How the engine child is run and watched."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    heartbeat_interval_s: float = 0.5
+    heartbeat_timeout_s: float = 5.0
+    # One decode step this long means the engine thread is stuck (a hung driver).
+    stall_timeout_s: float = 300.0
+    start_timeout_s: float = 60.0
+    # Wait before the n-th restart in a row; a child that finishes a request
+    # or stays up ``healthy_after_s`` resets the count.
+    backoff_s: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0)
+    healthy_after_s: float = 30.0
+    # Starts that fail in a row before waiting requests are failed.
+    max_failed_starts: int = 4
+    broken_models_file: Path | None = None  # None: remembered until the office exits
+    log_lines: int = 40  # of the child's stderr kept for crash reports
+    command: tuple[str, ...] | None = None  # default: this Python, -m app.engine.process.child
+    env: Mapping[str, str] | None = None  # extra environment for the child
+
+
+@dataclass(frozen=True, slots=True)
+class CrashRecord:
+    """Why one engine child ended, and what happened to its requests."""
+
+    at: float  # wall-clock time
+    pid: int
+    reason: str
+    exit_code: int | None
+    signal: str | None
+    last_log_lines: tuple[str, ...]
+    retried: int = 0
+    failed: int = 0
+    broken_model: str | None = None
+
+    def summary(self) -> str:
+        how = f"signal {self.signal}" if self.signal else f"exit code {self.exit_code}"
+        return f"engine process {self.pid} {self.reason} ({how})"
+
+
+@dataclass
+class _Pending:
+    request: GenerateRequest
+    out: queue.Queue[Chunk | BaseException] = field(default_factory=queue.Queue)
+    generation: int = -1  # the child it was sent to; -1: waiting to be sent
+    attempts: int = 0
+    delivered: int = 0  # chunks that reached the caller
+    cancelled: bool = False
+
+
+@dataclass
+class _Child:
+    generation: int
+    popen: subprocess.Popen[bytes]
+    conn: Connection
+    folder: Path | None
+    log_tail: deque[str]
+    log_thread: threading.Thread
+    started: float = field(default_factory=time.monotonic)
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    last_pong: float = field(default_factory=time.monotonic)
+    stalled_s: float = 0.0
+    models: list[dict[str, Any]] = field(default_factory=list)
+    loading: set[str] = field(default_factory=set)
+    resident: list[str] = field(default_factory=list)
+    lost: bool = False
+    ping_seq: int = 0
+
+
+class _StartFailedError(Exception):
+    def __init__(self, record: CrashRecord) -> None:
+        super().__init__(record.summary())
+        self.record = record
+
+
+class ProcessEngine:
+    """An :class:`~app.engine.interface.Engine` whose llama.cpp runs in a child process."""
+
+    def __init__(self, config: ProcessConfig | None = None) -> None:
+        self._config = config or ProcessConfig()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._pending: dict[str, _Pending] = {}
+        self._child: _Child | None = None
+        self._generation = 0
+        self._closing = False
+        self._wake = threading.Event()  # a new request, a death, or close
+        self._closed = threading.Event()
+        self._wanted: list[str] = []  # models to reload after a restart
+        self._strikes: dict[str, int] = {}  # kills while loading, per model
+        self._broken = _BrokenModels(self._config.broken_models_file)
+        self._failed_starts = 0
+        self._streak = 0  # restarts in a row without a healthy child between
+        self.crashes: deque[CrashRecord] = deque(maxlen=64)
+        self.restarts = 0
+        self.last_restart_s: float | None = None  # from the death to the new child's ready
+        self.events: deque[str] = deque(maxlen=256)  # degradations, for the UI
+        self._thread = threading.Thread(
+            target=self._supervise, name="soloist-engine-supervisor", daemon=True
+        )
+        self._thread.start()
+
+    # -- the Engine interface --------------------------------------------
+    def generate(self, request: GenerateRequest) -> Iterator[Chunk]:
+        pending = _Pending(request)
+        with self._lock:
+            closing = self._closing
+            if not closing:
+                self._pending[request.request_id] = pending
+            child = self._child
+        if closing:
+            pending.out.put(EngineUnavailableError("The engine is shutting down."))
+        else:
+            self._dispatch(pending, child)
+            if child is None:
+                self._wake.set()  # a supervisor resting after failed starts tries again
+        return self._drain(pending)
+
+    def cancel(self, request_id: str) -> bool:
+        with self._lock:
+            pending = self._pending.get(request_id)
+            if pending is None:
+                return False
+            pending.cancelled = True
+            child = self._child
+            live = child is not None and pending.generation == child.generation
+            if not live:  # not sent yet (the child is restarting): end it here
+                self._pending.pop(request_id, None)
+        if live and child is not None:
+            self._send(child, {"t": "cancel", "id": request_id})
+        else:
+            pending.out.put(Chunk(request_id, 0, finish_reason=FinishReason.CANCELLED))
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            child = self._child
+            waiting = list(self._pending.values())
+            self._pending.clear()
+        self._closed.set()
+        for pending in waiting:
+            pending.out.put(
+                Chunk(pending.request.request_id, 0, finish_reason=FinishReason.CANCELLED)
+            )
+        self._wake.set()
+        self._thread.join(timeout=10)
+        if child is not None:
+            self._stop_child(child)
+
+    # -- what the UI and the tests read ----------------------------------
+    @property
+    def pid(self) -> int | None:
+        child = self._child
+        return None if child is None else child.popen.pid
+
+    def wait_ready(self, timeout: float = 60.0) -> int:
+        """Block until a child is up; its pid."""
+        deadline = time.monotonic() + timeout
+        with self._ready:
+            while self._child is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closing:
+                    raise EngineUnavailableError("The engine process did not start in time.")
+                self._ready.wait(left)
+            return self._child.popen.pid
+
+    def residency(self) -> list[dict[str, Any]]:
+        child = self._child
+        return [] if child is None else list(child.models)
+
+    def memory_in_use(self) -> int:
+        return sum(int(m.get("memory_bytes", 0)) for m in self.residency())
+
+    def loaded_models(self) -> list[str]:
+        child = self._child
+        return [] if child is None else list(child.resident)
+
+    def preload(self, path: str) -> None:
+        with self._lock:
+            if path not in self._wanted:
+                self._wanted.append(path)
+            child = self._child
+        if child is not None:
+            self._send(child, {"t": "preload", "path": path})
+
+    def broken_models(self) -> dict[str, str]:
+        """Model path -> why it is kept out of loading."""
+        return self._broken.reasons()
+
+    def forget_broken(self, path: str) -> bool:
+        """Let a model load again (the owner replaced the file or wants to retry)."""
+        self._strikes.pop(path, None)
+        return self._broken.forget(path)
+
+    # -- caller side -------------------------------------------------------
+    def _drain(self, pending: _Pending) -> Iterator[Chunk]:
+        request_id = pending.request.request_id
+        done = False
+        try:
+            while True:
+                item = pending.out.get()
+                if isinstance(item, BaseException):
+                    done = True
+                    raise item
+                yield item
+                if item.is_final:
+                    done = True
+                    return
+        finally:
+            if not done:  # the caller stopped reading: stop the work
+                self.cancel(request_id)
+            with self._lock:
+                self._pending.pop(request_id, None)
+
+    def _dispatch(self, pending: _Pending, child: _Child | None) -> None:
+        """Send ``pending`` to ``child`` unless it is already there (or no child is up)."""
+        try:
+            request = self._without_broken(pending.request)
+        except ModelBrokenError as exc:
+            with self._lock:
+                self._pending.pop(pending.request.request_id, None)
+            pending.out.put(exc)
+            return
+        with self._lock:
+            if child is None or child.lost or pending.generation == child.generation:
+                return
+            if self._pending.get(request.request_id) is not pending:
+                return  # finished or cancelled meanwhile
+            pending.request = request
+            pending.generation = child.generation
+            pending.attempts += 1
+        self._send(child, {"t": "generate", "request": wire.request_to_dict(request)})
+
+    def _without_broken(self, request: GenerateRequest) -> GenerateRequest:
+        broken = self._broken.reasons()
+        chain = [request.model_path, *request.fallback_models]
+        allowed = [path for path in chain if path not in broken]
+        if not allowed:
+            name = Path(request.model_path).name
+            raise ModelBrokenError(
+                f"{name} crashed the engine when it was loaded ({broken[request.model_path]}); "
+                "it is kept out of loading. Choose another model, or replace the file."
+            )
+        if allowed[0] == request.model_path:
+            return request
+        self.events.append(f"{request.request_id}: {Path(request.model_path).name} is broken")
+        return dataclasses.replace(
+            request, model_path=allowed[0], fallback_models=tuple(allowed[1:])
+        )
+
+    # -- the connection ----------------------------------------------------
+    def _send(self, child: _Child, message: dict[str, Any]) -> None:
+        data = wire.dumps(message)
+        try:
+            with child.send_lock:
+                child.conn.send_bytes(data)
+        except (OSError, ValueError):
+            # The reader or the supervisor notices the death and recovers.
+            log.debug("send to engine process %d failed", child.popen.pid)
+
+    def _read(self, child: _Child) -> None:
+        while True:
+            try:
+                message = wire.loads(child.conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            except ValueError:
+                log.error("engine process %d sent a malformed message", child.popen.pid)
+                break
+            self._handle(child, message)
+        self._lost(child, "exited")
+
+    def _handle(self, child: _Child, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind == "chunk":
+            self._deliver(child, message["id"], wire.chunk_from_dict(message))
+        elif kind == "error":
+            self._deliver(child, message["id"], wire.error_from_dict(message))
+        elif kind == "pong":
+            child.last_pong = time.monotonic()
+            child.stalled_s = float(message.get("stalled_s", 0.0))
+            child.models = list(message.get("models", []))
+        elif kind == "model":
+            self._model_event(child, message["what"], message["path"], message.get("detail", ""))
+
+    def _deliver(self, child: _Child, request_id: str, item: Chunk | EngineError) -> None:
+        with self._lock:
+            pending = self._pending.get(request_id)
+            if pending is None or pending.generation != child.generation or child.lost:
+                return  # a stale message from a child that is gone
+            final = not isinstance(item, Chunk) or item.is_final
+            if final:
+                del self._pending[request_id]
+                self._streak = 0  # this child serves: a later death is no crash loop
+            else:
+                pending.delivered += 1
+        pending.out.put(item)
+
+    def _model_event(self, child: _Child, what: str, path: str, detail: str) -> None:
+        with self._lock:
+            if what == "loading":
+                child.loading.add(path)
+                return
+            child.loading.discard(path)
+            if what == "loaded":
+                self._strikes.pop(path, None)
+                if path not in child.resident:
+                    child.resident.append(path)
+                if path not in self._wanted:
+                    self._wanted.append(path)
+            elif what == "unloaded":
+                if path in child.resident:
+                    child.resident.remove(path)
+                if path in self._wanted:
+                    self._wanted.remove(path)
+            elif what == "failed":
+                log.info("model %s failed to load: %s", Path(path).name, detail)
+
+    # -- supervision -------------------------------------------------------
+    def _supervise(self) -> None:
+        cfg = self._config
+        while not self._closing:
+            child = self._child
+            if child is None:
+                self._start_with_backoff()
+                continue
+            self._wake.wait(cfg.heartbeat_interval_s)
+            self._wake.clear()
+            if self._closing:
+                return
+            self._check(child)
+
+    def _check(self, child: _Child) -> None:
+        cfg = self._config
+        if child.popen.poll() is not None:
+            self._lost(child, "exited")
+            return
+        now = time.monotonic()
+        silent = now - child.last_pong
+        if silent > cfg.heartbeat_timeout_s:
+            self._kill(child)
+            self._lost(child, f"stopped answering heartbeats for {silent:.1f} s")
+        elif child.stalled_s > cfg.stall_timeout_s:
+            self._kill(child)
+            self._lost(child, f"was stuck in one decode step for {child.stalled_s:.0f} s")
+        else:
+            if now - child.started > cfg.healthy_after_s:
+                self._streak = 0
+            child.ping_seq += 1
+            self._send(child, {"t": "ping", "seq": child.ping_seq})
+
+    def _start_with_backoff(self) -> None:
+        cfg = self._config
+        steps = cfg.backoff_s
+        delay = steps[min(self._streak - 1, len(steps) - 1)] if self._streak else 0.0
+        if self._failed_starts >= cfg.max_failed_starts:
+            # Give up on the waiting requests; try again when a new one comes.
+            self._fail_waiting(self.crashes[-1] if self.crashes else None)
+            self._wake.wait()
+            self._wake.clear()
+            self._failed_starts = 0
+            return
+        if delay:
+            self._closed.wait(delay)
+        if self._closing:
+            return
+        try:
+            child = self._start()
+        except _StartFailedError as exc:
+            self._failed_starts += 1
+            self._streak += 1
+            self.crashes.append(exc.record)
+            log.error("%s while starting; last lines: %s", exc, exc.record.last_log_lines[-3:])
+            return
+        self._failed_starts = 0
+        self._adopt(child)
+
+    def _start(self) -> _Child:
+        cfg = self._config
+        address, folder = wire.new_address()
+        key = os.urandom(32)
+        command = cfg.command or default_command()
+        env = dict(os.environ)
+        root = str(Path(app.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env.setdefault("GGML_NO_BACKTRACE", "1")  # the assert line is the useful part
+        env.update(cfg.env or {})
+        popen = subprocess.Popen(
+            [*command, address],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        tail: deque[str] = deque(maxlen=cfg.log_lines)
+        log_thread = threading.Thread(
+            target=_read_log, args=(popen, tail), name=f"engine-log-{popen.pid}", daemon=True
+        )
+        log_thread.start()
+        assert popen.stdin is not None
+        try:
+            popen.stdin.write(key.hex().encode() + b"\n")
+            popen.stdin.write(json.dumps(wire.config_to_dict(cfg.engine)).encode() + b"\n")
+            popen.stdin.flush()  # stdin stays open: its end tells the child we are gone
+            conn = self._connect(popen, address, key)
+        except (_StartTimeoutError, OSError, EOFError, AuthenticationError) as exc:
+            _terminate(popen)
+            log_thread.join(timeout=2)
+            _remove(folder)
+            raise _StartFailedError(
+                CrashRecord(
+                    at=time.time(),
+                    pid=popen.pid,
+                    reason=f"failed to start ({type(exc).__name__})",
+                    exit_code=popen.returncode,
+                    signal=_signal_name(popen.returncode),
+                    last_log_lines=tuple(tail),
+                )
+            ) from exc
+        self._generation += 1
+        return _Child(self._generation, popen, conn, folder, tail, log_thread)
+
+    def _connect(self, popen: subprocess.Popen[bytes], address: str, key: bytes) -> Connection:
+        deadline = time.monotonic() + self._config.start_timeout_s
+        while True:
+            if popen.poll() is not None:
+                raise _StartTimeoutError("the engine process exited while starting")
+            try:
+                conn = Client(address, wire.FAMILY, authkey=key)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise _StartTimeoutError("the engine process did not listen in time") from None
+                time.sleep(0.01)
+        while not conn.poll(0.05):
+            if popen.poll() is not None or time.monotonic() > deadline:
+                conn.close()
+                raise _StartTimeoutError("the engine process did not get ready")
+        ready = wire.loads(conn.recv_bytes())
+        if ready["t"] != "ready":
+            conn.close()
+            raise _StartTimeoutError(f"unexpected first message {ready['t']!r}")
+        return conn
+
+    def _adopt(self, child: _Child) -> None:
+        """Make ``child`` the engine: reload models, send the waiting requests."""
+        lost_at = self._lost_at
+        threading.Thread(
+            target=self._read, args=(child,), name=f"engine-read-{child.popen.pid}", daemon=True
+        ).start()
+        broken = self._broken.reasons()
+        with self._ready:
+            self._child = child
+            wanted = [p for p in self._wanted if p not in broken]
+            waiting = list(self._pending.values())
+            self._ready.notify_all()
+        for path in wanted:
+            self._send(child, {"t": "preload", "path": path})
+        for pending in waiting:
+            self._dispatch(pending, child)
+        if lost_at is not None:
+            self.last_restart_s = time.monotonic() - lost_at
+            self.restarts += 1
+            self._lost_at = None
+            log.warning(
+                "engine process restarted as %d in %.2f s; %d requests sent again",
+                child.popen.pid,
+                self.last_restart_s,
+                len(waiting),
+            )
+
+    _lost_at: float | None = None
+
+    def _lost(self, child: _Child, reason: str) -> None:
+        """``child`` is gone: record why, settle its requests, let the supervisor restart."""
+        with self._lock:
+            if child.lost:
+                return
+            child.lost = True
+            if self._child is child:
+                self._child = None
+            loading = set(child.loading)
+        self._lost_at = time.monotonic()
+        self._kill(child)
+        child.log_thread.join(timeout=2)  # the pipe ends with the process: read it all
+        _close_quietly(child)
+        code = child.popen.returncode
+        sig = _signal_name(code)
+        broken = self._judge_models(loading, code, reason, tuple(child.log_tail))
+        retried = failed = 0
+        record_reason = reason
+        with self._lock:
+            for pending in list(self._pending.values()):
+                if pending.generation != child.generation:
+                    continue
+                request_id = pending.request.request_id
+                if pending.cancelled:
+                    del self._pending[request_id]
+                    pending.out.put(Chunk(request_id, 0, finish_reason=FinishReason.CANCELLED))
+                elif pending.delivered == 0 and pending.attempts < 2:
+                    pending.generation = -1  # sent again to the next child
+                    retried += 1
+                else:
+                    del self._pending[request_id]
+                    pending.out.put(
+                        EngineRestartedError(
+                            f"The engine process {reason} while this request ran and was "
+                            "restarted; the reply is incomplete. Try again."
+                        )
+                    )
+                    failed += 1
+        record = CrashRecord(
+            at=time.time(),
+            pid=child.popen.pid,
+            reason=record_reason,
+            exit_code=code,
+            signal=sig,
+            last_log_lines=tuple(child.log_tail),
+            retried=retried,
+            failed=failed,
+            broken_model=broken,
+        )
+        self.crashes.append(record)
+        self._streak += 1
+        if not self._closing:
+            log.error(
+                "%s; %d requests to retry, %d failed; last lines: %s",
+                record.summary(),
+                retried,
+                failed,
+                list(child.log_tail)[-3:],
+            )
+        self._wake.set()
+
+    def _judge_models(
+        self, loading: set[str], code: int | None, reason: str, tail: tuple[str, ...]
+    ) -> str | None:
+        """Mark a model broken when the child died loading it; the path, if one was."""
+        crashed = code is not None and (code > 0 or -code in CRASH_SIGNALS)
+        broken = None
+        for path in loading:
+            strikes = self._strikes.get(path, 0) + 1
+            self._strikes[path] = strikes
+            if crashed or strikes >= 2:
+                why = _crash_reason(code, reason, tail)
+                self._broken.add(path, why)
+                log.error("model %s marked broken: %s", Path(path).name, why)
+                broken = path
+        return broken
+
+    def _fail_waiting(self, record: CrashRecord | None) -> None:
+        why = record.summary() if record else "the engine process could not be started"
+        with self._lock:
+            waiting = [p for p in self._pending.values() if p.generation == -1]
+            for pending in waiting:
+                del self._pending[pending.request.request_id]
+        for pending in waiting:
+            pending.out.put(EngineUnavailableError(f"The engine is unavailable: {why}."))
+
+    def _kill(self, child: _Child) -> None:
+        if child.popen.poll() is None:
+            child.popen.kill()
+        try:
+            child.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            log.error("engine process %d did not die after SIGKILL", child.popen.pid)
+
+    def _stop_child(self, child: _Child) -> None:
+        """Orderly: ask it to finish, then wait, then kill."""
+        with self._lock:
+            child.lost = True
+            self._child = None
+        self._send(child, {"t": "shutdown"})
+        try:
+            child.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            log.warning("engine process %d did not stop; killing it", child.popen.pid)
+            self._kill(child)
+        child.log_thread.join(timeout=2)
+        _close_quietly(child)
+
+
+def default_command() -> tuple[str, ...]:
+    """How to start the child: ``python -m ...``, or the bundle's own executable."""
+    if getattr(sys, "frozen", False):
+        return (sys.executable, ENGINE_CHILD)
+    return (sys.executable, "-m", "app.engine.process.child")
+
+
+class _StartTimeoutError(Exception):
+    pass
+
+
+class _BrokenModels:
+    """Models that crashed the engine, kept in a small JSON file.
+
+    An entry is dropped when its file changes (size or mtime): the owner
+    replaced the model.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict[str, Any]] = self._read()
+
+    def reasons(self) -> dict[str, str]:
+        with self._lock:
+            stale = [p for p, e in self._entries.items() if _stamp(p) != e.get("stamp")]
+            for path in stale:
+                del self._entries[path]
+            if stale:
+                self._write()
+            return {p: str(e["reason"]) for p, e in self._entries.items()}
+
+    def add(self, path: str, reason: str) -> None:
+        with self._lock:
+            self._entries[path] = {"reason": reason, "at": time.time(), "stamp": _stamp(path)}
+            self._write()
+
+    def forget(self, path: str) -> bool:
+        with self._lock:
+            found = self._entries.pop(path, None) is not None
+            self._write()
+            return found
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        if self._path is None:
+            return {}
+        try:
+            data = json.loads(self._path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): v for k, v in data.items() if isinstance(v, dict) and "reason" in v}
+
+    def _write(self) -> None:
+        if self._path is None:
+            return
+        tmp = self._path.with_name(self._path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(self._entries, indent=2), encoding="utf-8")
+            tmp.replace(self._path)
+        except OSError as exc:
+            log.warning("broken-model list not saved: %s", type(exc).__name__)
+
+
+def _stamp(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _read_log(popen: subprocess.Popen[bytes], tail: deque[str]) -> None:
+    assert popen.stderr is not None
+    with popen.stderr:
+        for raw in popen.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                tail.append(line)
+                child_log.info("[%d] %s", popen.pid, line)
+
+
+def _signal_name(code: int | None) -> str | None:
+    if code is None or code >= 0:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return str(-code)
+
+
+def _crash_reason(code: int | None, reason: str, tail: tuple[str, ...]) -> str:
+    sig = _signal_name(code)
+    how = f"killed by {sig}" if sig else f"{reason}, exit code {code}"
+    # The most telling line: an assertion or error from llama.cpp, else the last.
+    telling = [ln for ln in tail if "ASSERT" in ln or "error" in ln.lower()]
+    last = (telling or list(tail) or [""])[-1].strip()
+    return f"{how}: {last[-200:]}" if last else how
+
+
+def _terminate(popen: subprocess.Popen[bytes]) -> None:
+    if popen.poll() is None:
+        popen.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        popen.wait(timeout=10)
+    if popen.stdin is not None:
+        with contextlib.suppress(OSError):
+            popen.stdin.close()
+
+
+def _close_quietly(child: _Child) -> None:
+    child.conn.close()
+    if child.popen.stdin is not None:
+        with contextlib.suppress(OSError):
+            child.popen.stdin.close()
+    _remove(child.folder)
+
+
+def _remove(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
