@@ -1,0 +1,363 @@
+"""The secret store: a real GNOME Keyring on a private D-Bus, and its refusals.
+
+The real-daemon tests start their own ``dbus-daemon`` (a config of our own,
+so nothing on the bus is D-Bus-activated behind our back) and a
+``gnome-keyring-daemon --unlock`` on it, with HOME and XDG dirs in a
+temporary folder; both are stopped after each test.
+
+The fake backends below are plain classes, not ``KeyringBackend``
+subclasses: keyring registers every subclass globally, and a fake with a
+priority could then become the process's default keyring in later tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from keyring.backends import fail, null
+from keyring.backends.chainer import ChainerBackend
+from keyring.backends.SecretService import Keyring as SecretServiceKeyring
+from keyring.errors import KeyringError, KeyringLocked
+
+from app.secrets import (
+    API_TOKEN,
+    SecretNotFoundError,
+    SecretRef,
+    SecretsError,
+    SecretStore,
+    SecretsUnavailableError,
+    api_key_for,
+    choose_backend,
+    refusal,
+)
+
+SECRET = "sk-test-4f7c1e9a-do-not-leak"
+NEEDS_DAEMON = pytest.mark.skipif(
+    shutil.which("gnome-keyring-daemon") is None or shutil.which("dbus-daemon") is None,
+    reason="gnome-keyring-daemon or dbus-daemon not on PATH "
+    "(apt-get install gnome-keyring dbus-daemon; .ci/run installs them)",
+)
+
+_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+def _stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _start_bus(root: Path) -> tuple[subprocess.Popen[str], str]:
+    config = root / "bus.conf"
+    config.write_text(_BUS_CONFIG.format(socket=root / "bus"), encoding="utf-8")
+    bus = subprocess.Popen(
+        ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert bus.stdout is not None
+    address = bus.stdout.readline().strip()
+    if not address:
+        _stop(bus)
+        pytest.fail("dbus-daemon did not start")
+    return bus, address
+
+
+def _wait_for_secret_service(deadline_s: float) -> None:
+    import secretstorage
+
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        connection = secretstorage.dbus_init()
+        try:
+            if secretstorage.check_service_availability(connection):
+                return
+        finally:
+            connection.close()
+        time.sleep(0.05)
+    pytest.fail("gnome-keyring-daemon did not claim org.freedesktop.secrets")
+
+
+@pytest.fixture
+def secret_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private session bus with an unlocked GNOME Keyring; yields the bus address."""
+    root = Path(tempfile.mkdtemp(prefix="soloist-kr-"))  # short: a socket path has a limit
+    root.chmod(0o700)
+    bus, address = _start_bus(root)
+    env = {
+        "HOME": str(root),
+        "XDG_RUNTIME_DIR": str(root),
+        "XDG_DATA_HOME": str(root / "data"),
+        "XDG_CONFIG_HOME": str(root / "config"),
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "DBUS_SESSION_BUS_ADDRESS": address,
+    }
+    daemon = subprocess.Popen(
+        ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+    )
+    try:
+        assert daemon.stdin is not None
+        daemon.stdin.write(b"login-keyring-password")  # --unlock reads it up to EOF
+        daemon.stdin.close()
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        _wait_for_secret_service(30)
+        yield address
+    finally:
+        _stop(daemon)
+        _stop(bus)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def store(secret_service: str) -> SecretStore:
+    return SecretStore(SecretServiceKeyring())
+
+
+# -------------------------------------------------------------- fake backends
+
+
+class _Recorder:
+    """A duck-typed keyring backend that keeps secrets in a dict."""
+
+    priority: float = 1.0
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str], str] = {}
+        self.calls: list[str] = []
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self.calls.append("get")
+        return self.data.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.calls.append("set")
+        self.data[service, username] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.calls.append("delete")
+        del self.data[service, username]
+
+
+class MemoryVault(_Recorder):
+    """Stands for an acceptable OS keyring."""
+
+
+class PlaintextKeyring(_Recorder):
+    """Named like keyrings.alt.file.PlaintextKeyring, and as eager to be used."""
+
+    priority = 2.0
+
+
+class EncryptedKeyring(_Recorder):
+    """Stands for keyrings.alt's encrypted file: still a file of ours, refused."""
+
+    priority = 2.0
+
+
+EncryptedKeyring.__module__ = "keyrings.alt.file"
+
+
+class ProbeFailsKeyring(_Recorder):
+    """A backend whose priority check raises: it says it cannot work here."""
+
+    @property
+    def priority(self) -> float:  # type: ignore[override]
+        raise RuntimeError("no such service")
+
+
+class LeakyFailingKeyring(_Recorder):
+    """Fails with library errors that quote the secret."""
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise KeyringError(f"could not store {password!r}")
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise KeyringLocked(f"locked; last value was {SECRET}")
+
+
+# ------------------------------------------------------------ the real daemon
+
+
+@NEEDS_DAEMON
+def test_round_trip_through_gnome_keyring(store: SecretStore) -> None:
+    ref = SecretRef.remote("office-server")
+    assert store.check() == "keyring.backends.SecretService.Keyring"
+    assert store.find(ref) is None
+
+    store.set(ref, SECRET)
+    assert store.get(ref) == SECRET
+    assert SecretStore(SecretServiceKeyring()).get(ref) == SECRET  # persisted, not cached
+
+    store.delete(ref)
+    assert store.find(ref) is None
+    with pytest.raises(SecretNotFoundError, match="remote:office-server"):
+        store.get(ref)
+    with pytest.raises(SecretNotFoundError):
+        store.delete(ref)
+
+
+@NEEDS_DAEMON
+def test_set_replaces_and_keys_stay_apart(store: SecretStore) -> None:
+    store.set(SecretRef.remote("a"), "first")
+    store.set(SecretRef.remote("a"), "second")
+    store.set(SecretRef.remote("b"), "other")
+    store.set(API_TOKEN, "token-value")
+
+    assert store.get(SecretRef.remote("a")) == "second"
+    assert store.get(SecretRef.remote("b")) == "other"
+    assert store.get(API_TOKEN) == "token-value"
+    assert SecretStore(SecretServiceKeyring(), service="another-app").find(API_TOKEN) is None
+
+
+@NEEDS_DAEMON
+def test_api_key_for_a_remote_endpoint(store: SecretStore) -> None:
+    store.set(SecretRef.remote("gpu-box"), SECRET)
+
+    assert api_key_for("gpu-box", store) == SECRET
+    assert api_key_for("laptop", store) is None
+
+
+@NEEDS_DAEMON
+def test_the_value_stays_out_of_repr_and_logs(
+    store: SecretStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = SecretRef.remote("office-server")
+    with caplog.at_level(logging.DEBUG):
+        store.set(ref, SECRET)
+        store.get(ref)
+        store.delete(ref)
+        with pytest.raises(SecretNotFoundError) as missing:
+            store.get(ref)
+
+    assert "remote:office-server" in caplog.text  # the log says what happened...
+    assert SECRET not in caplog.text  # ...never with what
+    assert SECRET not in repr(store)
+    assert SECRET not in repr(ref)
+    assert SECRET not in str(missing.value)
+
+
+# ------------------------------------------------------- failing closed, here
+
+
+def test_no_session_bus_fails_closed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    store = SecretStore(SecretServiceKeyring())
+
+    with pytest.raises(SecretsUnavailableError, match="gnome-keyring") as err:
+        store.set(API_TOKEN, SECRET)
+    with pytest.raises(SecretsUnavailableError):
+        store.find(API_TOKEN)
+    with pytest.raises(SecretsUnavailableError):
+        api_key_for("gpu-box", store)
+    assert "never in a file" in str(err.value)
+    assert SECRET not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [fail.Keyring(), null.Keyring(), PlaintextKeyring(), EncryptedKeyring(), ProbeFailsKeyring()],
+    ids=["fail", "null", "plaintext", "keyrings.alt", "not-viable"],
+)
+def test_unusable_backends_are_refused_before_any_call(backend: Any) -> None:
+    store = SecretStore(backend)
+
+    assert refusal(backend) is not None
+    with pytest.raises(SecretsUnavailableError, match="No usable keyring"):
+        store.set(API_TOKEN, SECRET)
+    with pytest.raises(SecretsUnavailableError):
+        store.get(API_TOKEN)
+    assert getattr(backend, "calls", []) == []  # not even tried
+
+
+def test_an_acceptable_backend_is_used() -> None:
+    vault = MemoryVault()
+    store = SecretStore(vault)  # type: ignore[arg-type]
+
+    store.set(API_TOKEN, SECRET)
+
+    assert refusal(vault) is None  # type: ignore[arg-type]
+    assert vault.data == {("soloist", "api:token"): SECRET}
+    assert store.get(API_TOKEN) == SECRET
+
+
+def test_a_chain_skips_its_file_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    vault, plaintext = MemoryVault(), PlaintextKeyring()
+    monkeypatch.setattr(ChainerBackend, "backends", [plaintext, vault])
+
+    assert choose_backend(ChainerBackend()) is vault
+
+    monkeypatch.setattr(ChainerBackend, "backends", [plaintext])
+    with pytest.raises(SecretsUnavailableError, match="PlaintextKeyring"):
+        choose_backend(ChainerBackend())
+
+
+def test_keyring_default_choice_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyring
+
+    monkeypatch.setattr(keyring, "get_keyring", fail.Keyring)
+    with pytest.raises(SecretsUnavailableError, match=r"keyring\.backends\.fail"):
+        SecretStore().check()
+
+
+def test_backend_errors_are_mapped_without_their_text(caplog: pytest.LogCaptureFixture) -> None:
+    store = SecretStore(LeakyFailingKeyring())  # type: ignore[arg-type]
+
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(SecretsUnavailableError) as stored:
+            store.set(API_TOKEN, SECRET)
+        with pytest.raises(SecretsUnavailableError, match="locked") as read:
+            store.get(API_TOKEN)
+
+    assert isinstance(stored.value, SecretsError)
+    assert "Nothing was changed" in str(stored.value)
+    for text in (str(stored.value), str(read.value), caplog.text):
+        assert SECRET not in text
+
+
+@pytest.mark.parametrize("key", ["", "remote", "remote:", "Remote:x", "remote:has space", ":x"])
+def test_bad_keys_are_rejected(key: str) -> None:
+    with pytest.raises(ValueError, match="not a secret key"):
+        SecretRef(key)
+
+
+def test_empty_secrets_are_rejected() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        SecretStore(MemoryVault()).set(API_TOKEN, "")  # type: ignore[arg-type]
