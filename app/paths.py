@@ -38,3 +38,8 @@ def ensure_data_dir(home: Path | None = None) -> Path:
     path = home or data_dir()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def models_dir(home: Path | None = None) -> Path:
+    """Where GGUF models live: downloaded ones and those the user adds."""
+    return (home or data_dir()) / "models"
