@@ -74,7 +74,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--scenarios",
         type=parse_scenarios,
         default=SCENARIOS,
-        help="comma-separated scenario numbers, 1-5 (default: all)",
+        help="comma-separated scenario numbers, 1-8 (default: all)",
     )
     bench.add_argument("--out", default="bench/results", help="folder for the JSON results")
     bench.add_argument(

@@ -13,10 +13,13 @@ number, the machine and the configuration.
 4. interactive time to first token under background load vs idle, with a
    first-come-first-served engine for contrast
 5. Python cost of one scheduler step with eight live sequences
+6. decode tokens/s through the engine child process / in-process (caller side)
+7. time to first token through the engine child minus in-process
+8. SIGKILL of the child until a restored session's next token (load apart)
 
 Modules: ``workload`` (sizes, prompts, configs), ``raw`` and
 ``engine_side`` (the two ways to generate), ``session`` (loads each once),
-``throughput`` (1-3), ``latency`` (4-5), ``report`` (targets, table,
+``throughput`` (1-3), ``latency`` (4-5), ``process`` (6-8), ``report`` (targets, table,
 JSON), ``run`` (the command). This module imports none of them, so the
 command line can build its parser without loading the engine.
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 
-SCENARIOS = (1, 2, 3, 4, 5)
+SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 __all__ = ["SCENARIOS", "main", "parse_scenarios"]
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from app.bench.runs import BatchRun, BenchError, StreamRun
+from app.engine.interface import Engine
 from app.engine.llamacpp import LlamaCppEngine
 from app.engine.types import Chunk, FinishReason, GenerateRequest
 
@@ -23,7 +24,7 @@ log = logging.getLogger("soloist.bench")
 _JOIN_S = 600.0
 
 
-def run_request(engine: LlamaCppEngine, request: GenerateRequest) -> StreamRun:
+def run_request(engine: Engine, request: GenerateRequest) -> StreamRun:
     """Generate to the end; the stream's numbers (an error or a cancel raises)."""
     submitted = time.perf_counter()
     first_chunk: float | None = None

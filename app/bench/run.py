@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.bench.latency import interactive_latency, scheduler_overhead
+from app.bench.process import process_decode, process_ttft, restart_time
 from app.bench.report import RAW_MEANS, ScenarioResult, render_table, write_json
 from app.bench.runs import BenchError
 from app.bench.session import Bench
@@ -37,8 +38,11 @@ RUNNERS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
     3: ("snapshot restore vs prefill", snapshot_restore),
     4: ("interactive TTFT under load", interactive_latency),
     5: ("scheduler overhead", scheduler_overhead),
+    6: ("process boundary, decode", process_decode),
+    7: ("process boundary, TTFT", process_ttft),
+    8: ("restart after SIGKILL", restart_time),
 }
-NEEDS_MODEL = frozenset({1, 2, 3, 4})
+NEEDS_MODEL = frozenset({1, 2, 3, 4, 6, 7, 8})
 
 
 def options_from(args: argparse.Namespace) -> BenchOptions:

@@ -7,8 +7,11 @@ scenario ever times a model load or a first-call cost.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from app.bench import raw
 from app.bench.engine_side import run_request
@@ -17,6 +20,7 @@ from app.bench.workload import Progress, Workload, stream_prompt
 from app.engine.gguf_file import GGUFInfo
 from app.engine.llama_adapter import LoadedModel
 from app.engine.llamacpp import LlamaCppEngine
+from app.engine.process.supervisor import ProcessEngine
 
 log = logging.getLogger("soloist.bench")
 
@@ -32,6 +36,9 @@ class Bench:
         self.progress = progress
         self._raw: LoadedModel | None = None
         self._engine: LlamaCppEngine | None = None
+        self._process: ProcessEngine | None = None
+        self.snapshot_dir: Path | None = None  # the engine child's, made with it
+        self.cache: dict[str, Any] = {}  # results scenarios share (6 and 7)
 
     @property
     def info(self) -> GGUFInfo:
@@ -64,6 +71,18 @@ class Bench:
             self._engine = self.warm_engine(LlamaCppEngine(self.workload.engine_config()))
         return self._engine
 
+    @property
+    def process_engine(self) -> ProcessEngine:
+        """The same engine in its supervised child process (scenarios 6-8)."""
+        if self._process is None:
+            from app.bench.process import make_process_engine
+
+            started = time.perf_counter()
+            self._process = make_process_engine(self)
+            run_request(self._process, self.workload.request(stream_prompt(0), WARMUP_TOKENS))
+            self._loaded("engine child", started)
+        return self._process
+
     def warm_engine(self, engine: LlamaCppEngine) -> LlamaCppEngine:
         """Load the model into ``engine`` and run one short request."""
         started = time.perf_counter()
@@ -75,6 +94,12 @@ class Bench:
         self.progress(f"  {what}: loaded and warmed up in {time.perf_counter() - started:.1f} s")
 
     def close(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+        if self.snapshot_dir is not None:
+            shutil.rmtree(self.snapshot_dir, ignore_errors=True)
+            self.snapshot_dir = None
         if self._engine is not None:
             self._engine.close()
             self._engine = None

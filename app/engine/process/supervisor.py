@@ -130,7 +130,7 @@ class _Child:
     last_pong: float = field(default_factory=time.monotonic)
     stalled_s: float = 0.0
     models: list[dict[str, Any]] = field(default_factory=list)
-    loading: set[str] = field(default_factory=set)
+    loading: dict[str, float] = field(default_factory=dict)  # path -> when it began
     resident: list[str] = field(default_factory=list)
     lost: bool = False
     ping_seq: int = 0
@@ -164,6 +164,7 @@ class ProcessEngine:
         self.restarts = 0
         self.last_restart_s: float | None = None  # from the death to the new child's ready
         self.events: deque[str] = deque(maxlen=256)  # degradations, for the UI
+        self.load_seconds: dict[str, float] = {}  # the last load time of each model
         self._thread = threading.Thread(
             target=self._supervise, name="soloist-engine-supervisor", daemon=True
         )
@@ -371,10 +372,12 @@ class ProcessEngine:
     def _model_event(self, child: _Child, what: str, path: str, detail: str) -> None:
         with self._lock:
             if what == "loading":
-                child.loading.add(path)
+                child.loading[path] = time.monotonic()
                 return
-            child.loading.discard(path)
+            began = child.loading.pop(path, None)
             if what == "loaded":
+                if began is not None:
+                    self.load_seconds[path] = time.monotonic() - began
                 self._strikes.pop(path, None)
                 if path not in child.resident:
                     child.resident.append(path)
