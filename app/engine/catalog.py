@@ -2,11 +2,9 @@
 
 ``read_model_info`` reads what a GGUF header says (architecture, parameter
 count, quantisation, context length, chat template) without reading the
-weights. It walks the header with ``struct`` over a memory map instead of
-``gguf.GGUFReader``: the reader builds a numpy view for every element of every
-array, so a real model's 150k-token vocabulary costs it seconds, where this
-walk takes a fraction of one. The ``gguf`` package still supplies the type
-tables, and the typed errors are those of ``check_gguf``.
+weights, with the engine's one header reader,
+:func:`app.engine.gguf_file.read_gguf_header` (fast on a 150k-token
+vocabulary, and the typed errors of ``check_gguf``).
 
 ``ModelCatalog`` lists a folder of ``*.gguf`` files. A file that cannot be
 read is reported with the reason rather than failing the whole list, and
@@ -24,16 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import mmap
 import os
-import struct
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from app.engine.errors import EngineError, ModelNotFoundError, NotGGUFError, TruncatedModelError
-from app.engine.gguf_file import GGUF_MAGIC
+from app.engine.errors import EngineError
+from app.engine.gguf_file import GGUFHeader, metadata_int, read_gguf_header
 
 log = logging.getLogger("soloist.catalog")
 
@@ -79,24 +75,9 @@ def read_model_info(path: str | Path, *, hash: bool = False) -> ModelInfo:
     Raises the typed errors of ``check_gguf``: ``ModelNotFoundError``,
     ``NotGGUFError``, ``TruncatedModelError``.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise ModelNotFoundError(f"No model file at {file}.")
-    size = file.stat().st_size
-    with file.open("rb") as fh:
-        if fh.read(4) != GGUF_MAGIC:
-            raise NotGGUFError(
-                f"{file.name} is not a GGUF model file (it does not start with 'GGUF')."
-            )
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            header = _Header.parse(buf, file.name)
-    end = max((t.offset + t.n_bytes for t in header.tensors), default=0)
-    if end > size:
-        raise TruncatedModelError(
-            f"{file.name} is cut short: it holds {size:,} bytes but its tensors need {end:,}. "
-            "Download or copy it again."
-        )
-    return _model_info(file, size, header, sha256_file(file) if hash else None)
+    header = read_gguf_header(path)
+    file = Path(header.path)
+    return _model_info(file, header, sha256_file(file) if hash else None)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -105,26 +86,27 @@ def sha256_file(path: str | Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _model_info(file: Path, size: int, header: _Header, sha256: str | None) -> ModelInfo:
-    arch = str(header.kv.get("general.architecture") or "unknown")
+def _model_info(file: Path, header: GGUFHeader, sha256: str | None) -> ModelInfo:
+    meta = header.metadata
+    arch = str(meta.get("general.architecture") or "unknown")
     return ModelInfo(
         path=str(file),
-        file_size=size,
+        file_size=header.file_size,
         architecture=arch,
         parameters=sum(t.n_elements for t in header.tensors),
         quantisation=_quantisation(header),
-        context_length=int(header.kv.get(f"{arch}.context_length") or 0),
-        has_chat_template=bool(header.kv.get("tokenizer.chat_template")),
-        name=str(header.kv.get("general.name") or file.stem),
+        context_length=metadata_int(meta.get(f"{arch}.context_length")),
+        has_chat_template=bool(meta.get("tokenizer.chat_template")),
+        name=str(meta.get("general.name") or file.stem),
         sha256=sha256,
     )
 
 
-def _quantisation(header: _Header) -> str:
+def _quantisation(header: GGUFHeader) -> str:
     """The file type's name (Q4_K_M, F16...), else the type holding most weights."""
     import gguf
 
-    file_type = header.kv.get("general.file_type")
+    file_type = header.metadata.get("general.file_type")
     if isinstance(file_type, int) and file_type != gguf.LlamaFileType.GUESSED:
         try:
             name = gguf.LlamaFileType(file_type).name
@@ -139,128 +121,7 @@ def _quantisation(header: _Header) -> str:
     if not weights:
         return "unknown"
     ggml_type = weights.most_common(1)[0][0]
-    try:
-        return gguf.GGMLQuantizationType(ggml_type).name
-    except ValueError:
-        return f"type {ggml_type}"
-
-
-# --- the header walk ---------------------------------------------------------
-
-_STRING, _ARRAY = 8, 9
-# GGUFValueType -> struct format, for the fixed-size types.
-_SCALARS = dict(enumerate("BbHhIif?")) | {10: "Q", 11: "q", 12: "d"}
-_MAX_KEPT_STRING = 1 << 20  # longer strings are skipped, not decoded
-
-
-@dataclass(frozen=True, slots=True)
-class _Tensor:
-    n_dims: int
-    n_elements: int
-    ggml_type: int
-    offset: int  # absolute, in the file
-    n_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Header:
-    kv: dict[str, Any]
-    tensors: tuple[_Tensor, ...]
-
-    @classmethod
-    def parse(cls, buf: mmap.mmap, name: str) -> _Header:
-        try:
-            return _Walker(buf).header()
-        except (struct.error, IndexError, ValueError, OverflowError) as exc:
-            raise TruncatedModelError(
-                f"{name} is damaged or cut short: its GGUF header cannot be read."
-            ) from exc
-
-
-class _Walker:
-    """Reads a GGUF header sequentially: key-values, then tensor infos."""
-
-    def __init__(self, buf: mmap.mmap) -> None:
-        self.buf = buf
-        self.pos = 4
-        version = struct.unpack_from("<I", buf, 4)[0]
-        # A big-endian file reads as a huge little-endian version number.
-        self.order = "<" if version & 0xFFFF else ">"
-
-    def take(self, fmt: str) -> Any:
-        value = struct.unpack_from(self.order + fmt, self.buf, self.pos)[0]
-        self.pos += struct.calcsize(fmt)
-        return value
-
-    def string(self, *, keep: bool = True) -> str | None:
-        length = self.take("Q")
-        start, self.pos = self.pos, self.pos + length
-        if self.pos > len(self.buf):
-            raise IndexError("string runs past the end of the file")
-        if not keep or length > _MAX_KEPT_STRING:
-            return None
-        return self.buf[start : self.pos].decode("utf-8", errors="replace")
-
-    def value(self, vtype: int) -> Any:
-        if vtype == _STRING:
-            return self.string()
-        if vtype == _ARRAY:
-            self.skip_array()
-            return None
-        return self.take(_SCALARS[vtype])  # KeyError: unknown type -> ValueError below
-
-    def skip_array(self) -> None:
-        item_type, count = self.take("I"), self.take("Q")
-        if item_type == _STRING:
-            for _ in range(count):
-                self.pos += 8 + self.take("Q")
-        elif item_type == _ARRAY:
-            for _ in range(count):
-                self.skip_array()
-        else:
-            self.pos += count * struct.calcsize(_SCALARS[item_type])
-        if self.pos > len(self.buf):
-            raise IndexError("array runs past the end of the file")
-
-    def header(self) -> _Header:
-        import gguf
-
-        self.take("I")  # version
-        n_tensors, n_kv = self.take("Q"), self.take("Q")
-        kv: dict[str, Any] = {}
-        try:
-            for _ in range(n_kv):
-                key = self.string() or ""
-                kv[key] = self.value(self.take("I"))
-        except KeyError as exc:
-            raise ValueError(f"unknown GGUF value type {exc}") from exc
-        infos = [self.tensor_info() for _ in range(n_tensors)]
-        alignment = int(kv.get("general.alignment") or gguf.GGUF_DEFAULT_ALIGNMENT)
-        data_start = -(-self.pos // alignment) * alignment
-        tensors = tuple(
-            _Tensor(n_dims, n, ggml_type, data_start + offset, _n_bytes(ggml_type, n))
-            for n_dims, n, ggml_type, offset in infos
-        )
-        return _Header(kv, tensors)
-
-    def tensor_info(self) -> tuple[int, int, int, int]:
-        self.string(keep=False)
-        n_dims = self.take("I")
-        n_elements = 1
-        for _ in range(n_dims):
-            n_elements *= self.take("Q")
-        return n_dims, n_elements, self.take("I"), self.take("Q")
-
-
-def _n_bytes(ggml_type: int, n_elements: int) -> int:
-    """Bytes a tensor takes; 0 for a type this gguf version does not know."""
-    import gguf
-
-    try:
-        block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ggml_type)]
-    except (ValueError, KeyError):
-        return 0
-    return n_elements // block * size
+    return gguf.GGMLQuantizationType(ggml_type).name  # the header reader knows it
 
 
 # --- the catalog -------------------------------------------------------------

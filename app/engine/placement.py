@@ -25,7 +25,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.engine.gguf_file import GGUFHeader
 
 log = logging.getLogger("soloist.engine.placement")
 
@@ -153,33 +156,32 @@ def footprint_from_tensors(
     )
 
 
-def _metadata(reader: Any) -> dict[str, Any]:
-    """The scalar and small-array fields of a GGUFReader (not the vocabulary)."""
-    values: dict[str, Any] = {}
-    for key, fld in reader.fields.items():
-        if key.startswith("tokenizer.") or not fld.data:
-            continue
-        values[key] = fld.contents()
-    return values
-
-
 def footprint_from_gguf(path: str | Path) -> ModelFootprint:
     """The footprint of the GGUF model at ``path``.
 
-    The file is checked first, so a missing, foreign or truncated file
+    The header is read once, by :func:`app.engine.gguf_file.read_gguf_header`,
+    which checks the file as it goes, so a missing, foreign or truncated file
     raises the engine's typed errors rather than a numpy or struct error.
     """
-    import gguf
+    from app.engine.gguf_file import read_gguf_header
 
-    from app.engine.gguf_file import check_gguf
+    return footprint_from_header(read_gguf_header(path))
 
-    check_gguf(path)
-    reader = gguf.GGUFReader(str(path), "r")
-    tensors = [(str(t.name), int(t.n_bytes)) for t in reader.tensors]
-    footprint = footprint_from_tensors(_metadata(reader), tensors)
+
+def footprint_from_header(header: GGUFHeader) -> ModelFootprint:
+    """The footprint from a header already read (the vocabulary is skipped, never decoded)."""
+    from app.engine.gguf_file import GGUFArray
+
+    metadata = {
+        key: list(value) if isinstance(value, GGUFArray) else value
+        for key, value in header.metadata.items()
+        if not key.startswith("tokenizer.")
+    }
+    tensors = [(t.name, t.n_bytes) for t in header.tensors]
+    footprint = footprint_from_tensors(metadata, tensors)
     log.debug(
         "footprint %s: %d layers, %d weight bytes",
-        Path(path).name,
+        Path(header.path).name,
         footprint.n_layer,
         footprint.weight_bytes,
     )
