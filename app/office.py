@@ -9,29 +9,44 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets as secrets_module
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from app import paths
+from app.engine.embeddings import Embedder
 from app.engine.interface import Engine
+from app.engine.openai_api import OpenAIServer
 from app.engine.process import ENGINE_MODE_ENV
 from app.engine.types import Chunk, GenerateRequest, Message, Priority, SamplingParams
 from app.memory.conversations import Conversation, ConversationStore, StoredMessage
 from app.memory.db import Database
-from app.memory.settings import Settings
+from app.memory.settings import JsonValue, Settings
+from app.secrets import (
+    API_TOKEN,
+    SecretRef,
+    SecretsError,
+    SecretStore,
+    SecretsUnavailableError,
+    api_key_for,
+)
 
 log = logging.getLogger("soloist.office")
 
 MODEL_SETTING = "engine.model_path"
+REMOTE_SETTING = "engine.remote"  # a RemoteEndpoint as JSON; its key is in the keyring
+API_ENABLED_SETTING = "api.enabled"  # the local OpenAI-compatible API, off by default
+API_PORT_SETTING = "api.port"
+DEFAULT_API_PORT = 8765
 BROKEN_MODELS_FILE = "engine-broken.json"
 SYSTEM_PROMPT = "You are Soloist, a concise assistant for a one-person business."
 
 EngineFactory = Callable[[], Engine]
 
 
-def _default_engine(home: Path) -> EngineFactory:
+def _local_engine(home: Path) -> EngineFactory:
     def make() -> Engine:
         from app.engine.llamacpp import EngineConfig, LlamaCppEngine
         from app.engine.status import STATUS_FILE
@@ -58,6 +73,54 @@ def _default_engine(home: Path) -> EngineFactory:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteEndpoint:
+    """An OpenAI-compatible server the owner added; the API key stays in the keyring."""
+
+    id: str
+    base_url: str
+    model: str | None = None
+    priorities: tuple[str, ...] = ()  # priority classes sent there ("background", ...)
+    agents: tuple[str, ...] = ()  # agents sent there
+    fallback: bool = True  # used when the local model cannot load
+
+    def __post_init__(self) -> None:
+        if not self.id or not all(c.isalnum() or c in "-_." for c in self.id):
+            raise ValueError("An endpoint id is letters, digits, '-', '_' or '.'.")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("The endpoint address must start with http:// or https://.")
+        unknown = [p for p in self.priorities if p.upper() not in Priority.__members__]
+        if unknown:
+            raise ValueError(f"Unknown priority class: {', '.join(unknown)}.")
+
+    def to_json(self) -> dict[str, JsonValue]:
+        return {
+            "id": self.id,
+            "base_url": self.base_url,
+            "model": self.model,
+            "priorities": list(self.priorities),
+            "agents": list(self.agents),
+            "fallback": self.fallback,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> RemoteEndpoint | None:
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(
+                id=str(data["id"]),
+                base_url=str(data["base_url"]),
+                model=None if data.get("model") is None else str(data["model"]),
+                priorities=tuple(str(p) for p in data.get("priorities", [])),
+                agents=tuple(str(a) for a in data.get("agents", [])),
+                fallback=bool(data.get("fallback", True)),
+            )
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed remote endpoint setting")
+            return None
+
+
+@dataclass(frozen=True, slots=True)
 class ChatTurn:
     """A reply being generated: its request id (for cancel) and its chunks."""
 
@@ -69,15 +132,25 @@ class ChatTurn:
 class Office:
     """One office: a data directory, its database and its engine."""
 
-    def __init__(self, home: Path | None = None, engine_factory: EngineFactory | None = None):
+    def __init__(
+        self,
+        home: Path | None = None,
+        engine_factory: EngineFactory | None = None,
+        secrets: SecretStore | None = None,
+    ):
         self.home = paths.ensure_data_dir(home)
-        self._engine_factory = engine_factory or _default_engine(self.home)
+        self._engine_factory = engine_factory or self._default_engine
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        self.secrets = secrets or SecretStore()
+        self.api: OpenAIServer | None = None
+        self.api_error: str | None = None  # why the enabled API is not running
         log.info("opening office at %s", self.home)
         self.db = Database.open(paths.db_path(self.home))
         self.settings = Settings(self.db)
         self.conversations = ConversationStore(self.db)
+        if self.settings.get(API_ENABLED_SETTING) is True:
+            self.start_api()
 
     # -- engine --------------------------------------------------------
     @property
@@ -87,6 +160,117 @@ class Office:
             if self._engine is None:
                 self._engine = self._engine_factory()
             return self._engine
+
+    def _default_engine(self) -> Engine:
+        """The local engine, behind a router when the owner added a remote endpoint."""
+        local = _local_engine(self.home)()
+        endpoint = self.remote_endpoint()
+        if endpoint is None:
+            return local
+        from app.engine.remote import RemoteEngine
+        from app.engine.routing import RoutePolicy, RoutingEngine
+
+        try:
+            key = api_key_for(endpoint.id, self.secrets)
+        except SecretsUnavailableError as exc:  # fail closed: no key from anywhere else
+            log.warning("remote endpoint %s used without its key: %s", endpoint.id, exc)
+            key = None
+        remote = RemoteEngine(endpoint.base_url, api_key=key, model=endpoint.model)
+        policy = RoutePolicy(
+            remote_priorities=frozenset(Priority[p.upper()] for p in endpoint.priorities),
+            remote_agents=frozenset(endpoint.agents),
+            fallback_to_remote=endpoint.fallback,
+        )
+        log.info("remote endpoint %s at %s in use", endpoint.id, endpoint.base_url)
+        return RoutingEngine(local, remote, policy)
+
+    # -- remote endpoint -----------------------------------------------
+    def remote_endpoint(self) -> RemoteEndpoint | None:
+        return RemoteEndpoint.from_json(self.settings.get(REMOTE_SETTING))
+
+    def set_remote_endpoint(self, endpoint: RemoteEndpoint, api_key: str | None = None) -> None:
+        """Save the endpoint (the key into the keyring); used when the engine next starts.
+
+        Raises :class:`SecretsUnavailableError` when a key is given and no
+        keyring can hold it: the key is never written anywhere else.
+        """
+        if api_key:
+            self.secrets.set(SecretRef.remote(endpoint.id), api_key)
+        self.settings.set(REMOTE_SETTING, endpoint.to_json())
+
+    def clear_remote_endpoint(self) -> None:
+        endpoint = self.remote_endpoint()
+        self.settings.delete(REMOTE_SETTING)
+        if endpoint is not None:
+            try:
+                self.secrets.delete(SecretRef.remote(endpoint.id))
+            except SecretsError:
+                log.info("no key to remove for endpoint %s", endpoint.id)
+
+    # -- local OpenAI-compatible API -----------------------------------
+    def enable_api(self, enabled: bool, port: int | None = None) -> None:
+        """Turn the local API on or off (remembered); starts or stops it now."""
+        self.settings.set(API_ENABLED_SETTING, enabled)
+        if port is not None:
+            self.settings.set(API_PORT_SETTING, port)
+        self.stop_api()
+        if enabled:
+            self.start_api()
+
+    def api_token(self) -> str:
+        """The API's bearer token, made on first use and kept in the keyring."""
+        token = self.secrets.find(API_TOKEN)
+        if token is None:
+            token = secrets_module.token_urlsafe(32)
+            self.secrets.set(API_TOKEN, token)
+        return token
+
+    def start_api(self) -> OpenAIServer | None:
+        """Serve the engine on loopback; None (and ``api_error`` says why) if it cannot."""
+        if self.api is not None:
+            return self.api
+        port = self.settings.get(API_PORT_SETTING, DEFAULT_API_PORT)
+        try:
+            server = OpenAIServer(
+                self.engine,
+                self.api_models,
+                token=self.api_token(),
+                embedder=self._embedder(),
+                port=port if isinstance(port, int) else DEFAULT_API_PORT,
+            )
+        except (OSError, SecretsError) as exc:
+            self.api_error = f"The local API could not start: {exc}"
+            log.error("%s", self.api_error)
+            return None
+        server.start()
+        self.api, self.api_error = server, None
+        log.info("local API at %s", server.url)
+        return server
+
+    def stop_api(self) -> None:
+        if self.api is not None:
+            self.api.close()
+            self.api = None
+
+    def api_models(self) -> dict[str, str]:
+        """Model ids the API offers: the chosen model and the models folder."""
+        found = {p.stem: str(p) for p in sorted(paths.models_dir(self.home).glob("*.gguf"))}
+        chosen = self.model_path()
+        if chosen:
+            found[Path(chosen).stem] = chosen
+        return found
+
+    def _embedder(self) -> Embedder | None:
+        engine = self.engine
+        make = getattr(engine, "embedder", None) or getattr(
+            getattr(engine, "local", None), "embedder", None
+        )
+        if callable(make):
+            embedder: Embedder = make()
+            return embedder
+        from app.engine.embeddings import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder()  # in-process engine: loads on first use
 
     def model_path(self) -> str | None:
         value = self.settings.get(MODEL_SETTING)
@@ -145,7 +329,8 @@ class Office:
 
     # -- life cycle ----------------------------------------------------
     def close(self) -> None:
-        """Stop the engine, then close the database (reverse of opening)."""
+        """Stop the API and the engine, then close the database (reverse of opening)."""
+        self.stop_api()
         if self._engine is not None:
             self._engine.close()
             self._engine = None

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from keyring_service import secret_service  # noqa: F401  (a real Secret Service fixture)
 
 from app.memory.db import Database
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -425,3 +426,37 @@ def test_no_orphan_when_the_office_is_killed(tmp_path: Path):
             office.wait()
         if office.stdout is not None:
             office.stdout.close()
+
+
+def test_embeddings_run_in_the_child_and_survive_a_restart(
+    make_engine: Callable[..., ProcessEngine], caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="soloist.engine.child")
+    engine = make_engine()
+    texts = ["invoice for the wedding cake", "bill for the bridal cake", "flour delivery late"]
+    result = engine.embed(texts)
+    assert result.model == "all-MiniLM-L6-v2"
+    assert result.dimension == 384
+    assert len(result.vectors) == 3 and all(len(v) == 384 for v in result.vectors)
+    a, b, c = result.vectors
+    dot = lambda x, y: sum(p * q for p, q in zip(x, y, strict=True))  # noqa: E731
+    assert dot(a, b) > dot(a, c)  # normalised: the cosine similarity
+    child_lines = [r.getMessage() for r in caplog.records if r.name == "soloist.engine.child"]
+    assert any("loaded embedding model" in line for line in child_lines)  # there, not here
+    pid = engine.wait_ready()
+    os.kill(pid, signal.SIGKILL)
+    again = engine.embed(texts[:1])  # sent to the restarted child
+    assert again.vectors[0] == pytest.approx(a, abs=1e-5)
+    with pytest.raises(ModelNotFoundError):
+        engine.embed(["x"], model="no-such-embedding-model")
+
+
+def test_an_error_class_unknown_here_arrives_as_its_nearest_base():
+    class OnlyInTheChildError(ModelNotFoundError):
+        pass
+
+    message = json.loads(wire.dumps(wire.error_to_dict("r", OnlyInTheChildError("gone"))))
+    message["type"] = "NotLoadedHereError"
+    message["bases"][0] = "NotLoadedHereError"
+    err = wire.error_from_dict(message)
+    assert type(err) is ModelNotFoundError and str(err) == "gone"

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from servers import free_port, llama_cpp_server
 
 from app.engine.errors import NotGGUFError
 from app.engine.llama_adapter import ContextConfig
@@ -45,46 +41,11 @@ def _request(max_tokens: int = 16) -> GenerateRequest:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -- a real server ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def server_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    # The dev extra installs the server's packages: a missing one is a failure, not a skip.
-    importlib.import_module("llama_cpp.server.app")
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("remote") / "server.log"
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_model),
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512",
-    ]  # fmt: skip
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_until_up(url, proc, log_path)
-            yield url
-        finally:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited early; see {log_path}")
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"llama_cpp.server did not answer within 60 s; see {log_path}")
+    with llama_cpp_server(tiny_model, tmp_path_factory.mktemp("remote")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -138,7 +99,7 @@ def test_real_server_cancel_from_another_thread(remote: RemoteEngine) -> None:
 
 def test_wrong_port_is_unavailable_after_retries() -> None:
     delays: list[float] = []
-    engine = RemoteEngine(f"http://127.0.0.1:{_free_port()}", max_retries=1, sleep=delays.append)
+    engine = RemoteEngine(f"http://127.0.0.1:{free_port()}", max_retries=1, sleep=delays.append)
     with pytest.raises(RemoteUnavailableError, match="could not be reached") as info:
         list(engine.generate(_request()))
     assert isinstance(info.value.__cause__, httpx.ConnectError)

@@ -29,7 +29,7 @@ from app.engine.errors import (
     ModelLoadError,
     ModelTooLargeError,
 )
-from app.engine.gguf_file import GGUFInfo, check_gguf
+from app.engine.gguf_file import GGUFInfo, gguf_info, read_gguf_header
 from app.engine.llama_adapter import AUTO_GPU_LAYERS, ContextConfig, LoadedModel
 from app.engine.metrics import MetricsRing
 from app.engine.placement import (
@@ -37,7 +37,7 @@ from app.engine.placement import (
     ModelFootprint,
     choose_eviction,
     estimate_memory,
-    footprint_from_gguf,
+    footprint_from_header,
     gpu_layers_that_fit,
     next_model,
 )
@@ -307,8 +307,9 @@ class LlamaCppEngine:
         runner = self._runners.get(path)
         if runner is not None:
             return runner
-        info = check_gguf(path)
-        footprint = footprint_from_gguf(path)
+        header = read_gguf_header(path)  # once: info and footprint both come from it
+        info = gguf_info(header)
+        footprint = footprint_from_header(header)
         ctx = self._config.context
         layers = self._gpu_layers(footprint, ctx)
         estimate = estimate_memory(footprint, ctx.n_ctx, layers)

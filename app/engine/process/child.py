@@ -18,13 +18,17 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, Listener
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.engine.errors import EngineError
 from app.engine.llamacpp import LlamaCppEngine
 from app.engine.process import wire
+
+if TYPE_CHECKING:
+    from app.engine.embeddings import Embedder
 
 log = logging.getLogger("soloist.engine.child")
 
@@ -64,6 +68,10 @@ class Child:
             **{**_fields(engine_config), "on_model_event": self._model_event}
         )
         self.engine = LlamaCppEngine(engine_config)
+        # One worker: embedding models load once and batches run in order,
+        # off the connection's reader thread.
+        self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self._embedders: dict[str, Embedder] = {}
 
     def send(self, message: dict[str, Any]) -> None:
         data = wire.dumps(message)
@@ -93,6 +101,10 @@ class Child:
                 ).start()
             elif kind == "cancel":
                 self.engine.cancel(message["id"])
+            elif kind == "embed":
+                self._embed_pool.submit(
+                    self._embed, message["id"], message["texts"], message.get("model")
+                )
             elif kind == "preload":
                 self.engine.preload(message["path"])
             elif kind == "ping":
@@ -121,11 +133,36 @@ class Child:
             log.exception("request %s failed", request.request_id)
             self._send_quietly(wire.error_to_dict(request.request_id, exc))
 
+    def _embed(self, request_id: str, texts: list[str], model: str | None) -> None:
+        from app.engine.embeddings import DEFAULT_EMBEDDING_MODEL, SentenceTransformerEmbedder
+
+        name = model or DEFAULT_EMBEDDING_MODEL
+        try:
+            embedder = self._embedders.get(name)
+            if embedder is None:
+                embedder = self._embedders[name] = SentenceTransformerEmbedder(name)
+            data, dim = wire.vectors_to_text(embedder.embed(list(texts)))
+            self._send_quietly(
+                {
+                    "t": "embedded",
+                    "id": request_id,
+                    "model": embedder.model_name,
+                    "dim": dim or embedder.dimension,
+                    "vectors": data,
+                }
+            )
+        except EngineError as exc:
+            self._send_quietly(wire.error_to_dict(request_id, exc))
+        except Exception as exc:
+            log.exception("embedding %s failed", request_id)
+            self._send_quietly(wire.error_to_dict(request_id, exc))
+
     def _send_quietly(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(EOFError, OSError):
             self.send(message)
 
     def close(self) -> None:
+        self._embed_pool.shutdown(wait=False, cancel_futures=True)
         self.engine.close()
         self.conn.close()
 

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,23 @@ class CrashRecord:
         return f"engine process {self.pid} {self.reason} ({how})"
 
 
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """Vectors from the engine child's embedding model, with its name and dimension."""
+
+    model: str
+    dimension: int
+    vectors: list[list[float]]
+
+
+@dataclass
+class _PendingEmbed:
+    message: dict[str, Any]
+    out: queue.Queue[Embeddings | BaseException] = field(default_factory=queue.Queue)
+    generation: int = -1
+    attempts: int = 0
+
+
 @dataclass
 class _Pending:
     request: GenerateRequest
@@ -150,6 +168,7 @@ class ProcessEngine:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._pending: dict[str, _Pending] = {}
+        self._embeds: dict[str, _PendingEmbed] = {}
         self._child: _Child | None = None
         self._generation = 0
         self._closing = False
@@ -202,6 +221,49 @@ class ProcessEngine:
             pending.out.put(Chunk(request_id, 0, finish_reason=FinishReason.CANCELLED))
         return True
 
+    def embed(
+        self, texts: list[str], model: str | None = None, timeout_s: float = 600
+    ) -> Embeddings:
+        """Embed ``texts`` in the child (sentence-transformers loads there, not here).
+
+        Embedding is idempotent, so a request the child died on is sent again
+        once to the restarted child.
+        """
+        request_id = uuid.uuid4().hex
+        pending = _PendingEmbed({"t": "embed", "id": request_id, "texts": texts, "model": model})
+        with self._lock:
+            if self._closing:
+                raise EngineUnavailableError("The engine is shutting down.")
+            self._embeds[request_id] = pending
+            child = self._child
+        self._dispatch_embed(pending, child)
+        try:
+            item = pending.out.get(timeout=timeout_s)
+        except queue.Empty:
+            raise EngineUnavailableError(
+                f"The engine did not embed {len(texts)} texts in {timeout_s:.0f} s."
+            ) from None
+        finally:
+            with self._lock:
+                self._embeds.pop(request_id, None)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def embedder(self, model: str | None = None) -> ChildEmbedder:
+        """An :class:`~app.engine.embeddings.Embedder` that runs in the child."""
+        return ChildEmbedder(self, model)
+
+    def _dispatch_embed(self, pending: _PendingEmbed, child: _Child | None) -> None:
+        with self._lock:
+            if child is None or child.lost or pending.generation == child.generation:
+                return
+            if self._embeds.get(pending.message["id"]) is not pending:
+                return
+            pending.generation = child.generation
+            pending.attempts += 1
+        self._send(child, pending.message)
+
     def close(self) -> None:
         with self._lock:
             if self._closing:
@@ -210,6 +272,9 @@ class ProcessEngine:
             child = self._child
             waiting = list(self._pending.values())
             self._pending.clear()
+            embeds = list(self._embeds.values())
+        for embed in embeds:
+            embed.out.put(EngineUnavailableError("The engine is shutting down."))
         self._closed.set()
         for pending in waiting:
             pending.out.put(
@@ -347,8 +412,14 @@ class ProcessEngine:
         kind = message["t"]
         if kind == "chunk":
             self._deliver(child, message["id"], wire.chunk_from_dict(message))
+        elif kind == "error" and message["id"] in self._embeds:
+            self._deliver_embed(child, message["id"], wire.error_from_dict(message))
         elif kind == "error":
             self._deliver(child, message["id"], wire.error_from_dict(message))
+        elif kind == "embedded":
+            dim = int(message["dim"])
+            vectors = wire.vectors_from_text(message["vectors"], dim)
+            self._deliver_embed(child, message["id"], Embeddings(message["model"], dim, vectors))
         elif kind == "pong":
             child.last_pong = time.monotonic()
             child.stalled_s = float(message.get("stalled_s", 0.0))
@@ -367,6 +438,15 @@ class ProcessEngine:
                 self._streak = 0  # this child serves: a later death is no crash loop
             else:
                 pending.delivered += 1
+        pending.out.put(item)
+
+    def _deliver_embed(
+        self, child: _Child, request_id: str, item: Embeddings | EngineError
+    ) -> None:
+        with self._lock:
+            pending = self._embeds.get(request_id)
+            if pending is None or pending.generation != child.generation or child.lost:
+                return
         pending.out.put(item)
 
     def _model_event(self, child: _Child, what: str, path: str, detail: str) -> None:
@@ -412,11 +492,11 @@ class ProcessEngine:
             return
         now = time.monotonic()
         silent = now - child.last_pong
+        # _lost marks the child before it kills it, so the reader's "exited"
+        # (it sees the socket close) does not replace the real reason.
         if silent > cfg.heartbeat_timeout_s:
-            self._kill(child)
             self._lost(child, f"stopped answering heartbeats for {silent:.1f} s")
         elif child.stalled_s > cfg.stall_timeout_s:
-            self._kill(child)
             self._lost(child, f"was stuck in one decode step for {child.stalled_s:.0f} s")
         else:
             if now - child.started > cfg.healthy_after_s:
@@ -528,11 +608,14 @@ class ProcessEngine:
             self._child = child
             wanted = [p for p in self._wanted if p not in broken]
             waiting = list(self._pending.values())
+            embeds = list(self._embeds.values())
             self._ready.notify_all()
         for path in wanted:
             self._send(child, {"t": "preload", "path": path})
         for pending in waiting:
             self._dispatch(pending, child)
+        for embed in embeds:
+            self._dispatch_embed(embed, child)
         if lost_at is not None:
             self.last_restart_s = time.monotonic() - lost_at
             self.restarts += 1
@@ -584,6 +667,15 @@ class ProcessEngine:
                         )
                     )
                     failed += 1
+            for embed in self._embeds.values():
+                if embed.generation != child.generation:
+                    continue
+                if embed.attempts < 2:
+                    embed.generation = -1
+                else:
+                    embed.out.put(
+                        EngineRestartedError(f"The engine process {reason} twice while embedding.")
+                    )
         record = CrashRecord(
             at=time.time(),
             pid=child.popen.pid,
@@ -629,8 +721,11 @@ class ProcessEngine:
             waiting = [p for p in self._pending.values() if p.generation == -1]
             for pending in waiting:
                 del self._pending[pending.request.request_id]
+            embeds = [e for e in self._embeds.values() if e.generation == -1]
         for pending in waiting:
             pending.out.put(EngineUnavailableError(f"The engine is unavailable: {why}."))
+        for embed in embeds:
+            embed.out.put(EngineUnavailableError(f"The engine is unavailable: {why}."))
 
     def _kill(self, child: _Child) -> None:
         if child.popen.poll() is None:
@@ -653,6 +748,34 @@ class ProcessEngine:
             self._kill(child)
         child.log_thread.join(timeout=2)
         _close_quietly(child)
+
+
+class ChildEmbedder:
+    """The Embedder protocol over :meth:`ProcessEngine.embed`."""
+
+    def __init__(self, engine: ProcessEngine, model: str | None = None) -> None:
+        from app.engine.embeddings import DEFAULT_EMBEDDING_MODEL
+
+        self._engine = engine
+        self._model = model
+        self.model_name = model or DEFAULT_EMBEDDING_MODEL
+        self._dimension: int | None = None
+
+    @property
+    def dimension(self) -> int:
+        """Read from the model's files (no load), else asked of the child."""
+        if self._dimension is None:
+            from app.engine.embeddings import read_dimension, resolve_model_dir
+
+            self._dimension = read_dimension(resolve_model_dir(self.model_name))
+            if self._dimension is None:
+                self._dimension = self._engine.embed([""], self._model).dimension
+        return self._dimension
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        result = self._engine.embed(texts, self._model)
+        self.model_name, self._dimension = result.model, result.dimension
+        return result.vectors
 
 
 def default_command() -> tuple[str, ...]:

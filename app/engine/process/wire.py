@@ -6,8 +6,8 @@ connection is authenticated with an HMAC challenge on a random key the
 child reads from its stdin (never from argv or the environment, which other
 local users may read). Payloads are JSON objects with a ``t`` (type) field:
 
-office -> child: ``generate`` ``cancel`` ``preload`` ``ping`` ``shutdown``
-child -> office: ``ready`` ``chunk`` ``error`` ``pong`` ``model`` (events)
+office -> child: ``generate`` ``cancel`` ``preload`` ``embed`` ``ping`` ``shutdown``
+child -> office: ``ready`` ``chunk`` ``error`` ``embedded`` ``pong`` ``model`` (events)
 
 JSON rather than pickle: the office never unpickles what another process
 wrote.
@@ -15,6 +15,7 @@ wrote.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -152,12 +153,36 @@ def _error_classes() -> dict[str, type[errors.EngineError]]:
 
 
 def error_to_dict(request_id: str, exc: BaseException) -> dict[str, Any]:
-    name = type(exc).__name__ if isinstance(exc, errors.EngineError) else "GenerationError"
-    text = str(exc) if isinstance(exc, errors.EngineError) else "Internal engine error."
-    return {"t": "error", "id": request_id, "type": name, "message": text}
+    if isinstance(exc, errors.EngineError):
+        names = [c.__name__ for c in type(exc).__mro__ if issubclass(c, errors.EngineError)]
+        text = str(exc)
+    else:  # a bug in the child: no details cross (they may quote a prompt)
+        names, text = ["GenerationError"], "Internal engine error."
+    return {"t": "error", "id": request_id, "type": names[0], "bases": names, "message": text}
 
 
 def error_from_dict(data: dict[str, Any]) -> errors.EngineError:
-    """The same error class on this side (any EngineError subclass loaded here)."""
-    cls = _error_classes().get(str(data.get("type")), errors.EngineError)
+    """The same error class on this side, or its nearest base class loaded here."""
+    known = _error_classes()
+    names = data.get("bases") or [data.get("type")]
+    cls = next((known[str(n)] for n in names if str(n) in known), errors.EngineError)
     return cls(str(data.get("message", "")))
+
+
+# -- embeddings ----------------------------------------------------------
+def vectors_to_text(vectors: list[list[float]]) -> tuple[str, int]:
+    """Vectors as base64 float32 (a tenth of the JSON size) and their dimension."""
+    import numpy as np
+
+    array = np.asarray(vectors, dtype="<f4")
+    dim = int(array.shape[1]) if array.ndim == 2 else 0
+    return base64.b64encode(array.tobytes()).decode("ascii"), dim
+
+
+def vectors_from_text(text: str, dim: int) -> list[list[float]]:
+    import numpy as np
+
+    array = np.frombuffer(base64.b64decode(text), dtype="<f4")
+    if dim <= 0:
+        return []
+    return [row.tolist() for row in array.reshape(-1, dim)]
