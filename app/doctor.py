@@ -244,12 +244,39 @@ def _engine_status() -> Report | None:
     """What the running office's engine holds, from the file it publishes."""
     from app.engine.status import STATUS_FILE, read_status
 
-    return read_status(paths.data_dir() / STATUS_FILE)
+    status = read_status(paths.data_dir() / STATUS_FILE)
+    broken = _broken_models()
+    if status is None and not broken:
+        return None
+    status = status or {"alive": False, "models": []}
+    status["broken_models"] = broken
+    return status
+
+
+def _broken_models() -> dict[str, str]:
+    """Models kept out of loading because they crashed the engine process."""
+    from app.engine.process import BROKEN_MODELS_FILE
+
+    try:
+        data = json.loads((paths.data_dir() / BROKEN_MODELS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v.get("reason", "")) for k, v in data.items() if isinstance(v, dict)}
 
 
 def _engine_rows(engine: Report | None) -> list[tuple[str, str]]:
     if engine is None:
         return [("models", "no engine has run here yet")]
+    broken = [
+        (f"broken: {Path(path).name}", reason)
+        for path, reason in engine.get("broken_models", {}).items()
+    ]
+    return _resident_rows(engine) + broken
+
+
+def _resident_rows(engine: Report) -> list[tuple[str, str]]:
     if not engine["alive"]:
         return [("models", "none (the office is not running)")]
     if not engine["models"]:

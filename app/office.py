@@ -19,7 +19,7 @@ from app import paths
 from app.engine.embeddings import Embedder
 from app.engine.interface import Engine
 from app.engine.openai_api import OpenAIServer
-from app.engine.process import ENGINE_MODE_ENV
+from app.engine.process import BROKEN_MODELS_FILE, ENGINE_MODE_ENV
 from app.engine.types import Chunk, GenerateRequest, Message, Priority, SamplingParams
 from app.memory.conversations import Conversation, ConversationStore, StoredMessage
 from app.memory.db import Database
@@ -40,7 +40,6 @@ REMOTE_SETTING = "engine.remote"  # a RemoteEndpoint as JSON; its key is in the 
 API_ENABLED_SETTING = "api.enabled"  # the local OpenAI-compatible API, off by default
 API_PORT_SETTING = "api.port"
 DEFAULT_API_PORT = 8765
-BROKEN_MODELS_FILE = "engine-broken.json"
 SYSTEM_PROMPT = "You are Soloist, a concise assistant for a one-person business."
 
 EngineFactory = Callable[[], Engine]

@@ -96,3 +96,14 @@ def test_missing_data_dir_that_can_be_created_is_fine(
 
     assert report["data_dir"]["writable"] is True
     assert not (tmp_path / "not").exists()  # the doctor creates nothing
+
+
+def test_a_model_that_crashed_the_engine_is_listed_with_its_reason(
+    soloist_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = {"/models/bad.gguf": {"reason": "killed by SIGABRT: GGML_ASSERT(x) failed"}}
+    (soloist_home / "engine-broken.json").write_text(json.dumps(broken), encoding="utf-8")
+    assert doctor.main(False) == 0
+    out, _ = capsys.readouterr()
+    assert "broken: bad.gguf" in out
+    assert "SIGABRT: GGML_ASSERT(x) failed" in out

@@ -11,3 +11,5 @@ it dies or stops answering. wire.py holds the message format both sides use.
 ENGINE_CHILD = "engine-child"
 # "process" (default) or "inprocess": where the office runs llama.cpp.
 ENGINE_MODE_ENV = "SOLOIST_ENGINE"
+# In the data directory: models that crashed the engine child, kept out of loading.
+BROKEN_MODELS_FILE = "engine-broken.json"
