@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from app.memory.conversations import ConversationStore
 from app.memory.db import LATEST_VERSION, MIGRATIONS, Database
 from app.memory.errors import (
     DatabaseClosedError,
@@ -26,8 +27,21 @@ from app.memory.errors import (
     SchemaTooNewError,
     StoreError,
 )
+from app.memory.longterm import MemoryStore
 from app.memory.migrations import Migration
+from app.memory.provenance import Provenance
+from app.memory.sessions import SessionStore
 from app.memory.settings import JsonValue, Settings
+
+SESSION_TIER = {
+    "sessions",
+    "agent_runs",
+    "run_steps",
+    "tool_results",
+    "agent_state",
+    "kv_snapshots",
+}
+LONG_TERM_TIER = {"memories", "memory_versions", "embedding_models", "memory_vectors"}
 
 
 def fingerprint(path: Path) -> dict[str, str]:
@@ -57,6 +71,7 @@ FUTURE = Migration(LATEST_VERSION + 1, "from the future", ("CREATE TABLE future 
 def test_new_file_is_migrated_to_latest(db: Database) -> None:
     assert db.schema_version == LATEST_VERSION
     assert {"schema_meta", "settings", "conversations", "messages"} <= tables(db)
+    assert tables(db) >= SESSION_TIER | LONG_TERM_TIER
     applied = db.fetchall("SELECT version, description FROM schema_meta ORDER BY version")
     assert applied == [(m.version, m.description) for m in MIGRATIONS]
 
@@ -78,6 +93,38 @@ def test_previous_version_is_upgraded_and_keeps_its_data(db_path: Path) -> None:
         assert upgraded.schema_version == LATEST_VERSION
         assert Settings(upgraded).get("engine.model_path") == "/models/small.gguf"
         assert {"conversations", "messages"} <= tables(upgraded)
+
+
+def test_a_v2_file_gains_the_session_and_long_term_tiers(db_path: Path) -> None:
+    v2 = tuple(m for m in MIGRATIONS if m.version <= 2)
+    with Database.open(db_path, v2) as old:
+        assert old.schema_version == 2
+        chat = ConversationStore(old).create("kept")
+        ConversationStore(old).append(chat.id, "user", "hello")
+        assert not (SESSION_TIER | LONG_TERM_TIER) & tables(old)
+
+    with Database.open(db_path) as upgraded:
+        assert upgraded.schema_version == LATEST_VERSION
+        assert tables(upgraded) >= SESSION_TIER | LONG_TERM_TIER
+        assert [m.content for m in ConversationStore(upgraded).messages(chat.id)] == ["hello"]
+        applied = upgraded.fetchall("SELECT version FROM schema_meta ORDER BY 1")
+        assert [row[0] for row in applied] == list(range(1, LATEST_VERSION + 1))
+        session = SessionStore(upgraded).create_session("after", conversation_id=chat.id)
+        assert SessionStore(upgraded).start_run(session.id, "a").started_seq == 1
+        memory = MemoryStore(upgraded).add("x", "fact", "global", Provenance())
+        assert MemoryStore(upgraded).get(memory.memory_id) == memory
+
+
+def test_long_term_schema_has_its_indexes_and_list_vectors(db: Database) -> None:
+    indexes = {row[0] for row in db.fetchall("SELECT index_name FROM duckdb_indexes()")}
+    assert {"memory_versions_run", "memory_versions_hash"} <= indexes
+    rows = db.fetchall(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?",
+        ["memory_vectors"],
+    )
+    columns = dict(rows)
+    assert columns["vector"] == "FLOAT[]"
+    assert columns["dim"] == "INTEGER"
 
 
 def leave_pending_wal(path: Path) -> None:

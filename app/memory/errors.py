@@ -5,12 +5,23 @@
     StoreError                        anything the store reports
     ├── DatabaseOpenError             the office database cannot be opened
     │   ├── DatabaseLockedError       another process holds the file
-    │   ├── DatabaseCorruptError      the file is not a DuckDB database
+    │   ├── DatabaseCorruptError      the file is damaged or not a DuckDB database
     │   ├── SchemaTooNewError         a newer Soloist wrote the file
     │   └── MigrationError            an upgrade failed and was rolled back
     ├── DatabaseClosedError           the database was used after close()
     ├── QueryError                    DuckDB failed on a statement
-    └── ConversationNotFoundError     no conversation has that id
+    ├── BackupError                   a backup could not be made (nothing lost)
+    ├── RestoreError                  a backup could not be restored
+    ├── ConversationNotFoundError     no conversation has that id
+    ├── SessionNotFoundError          no session has that id
+    ├── RunNotFoundError              no agent run has that id
+    ├── RunFinishedError              the run is finished; it takes no more events
+    ├── AgentStateConflictError       agent state changed since the writer read it
+    ├── MemoryNotFoundError           no memory has that id
+    ├── MemoryVersionNotFoundError    no such version of a memory
+    ├── MemoryDeletedError            the memory is deleted (a tombstone is current)
+    ├── MemoryConflictError           the memory changed since the writer read it
+    └── VectorDimensionError          a vector's length is not its model's dimension
 
 Every error is a *known* error: ``str(err)`` is one line a user can read,
 saying what happened, what was kept safe and what to do next. DuckDB's own
@@ -23,6 +34,11 @@ process may relay them), and ``__str__`` builds the message from them.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+
+NOT_A_DATABASE = "not a valid DuckDB database (damaged, or another kind of file)"
+NOTHING_CHANGED = "Nothing was changed."
 
 
 class StoreError(Exception):
@@ -63,17 +79,39 @@ class DatabaseLockedError(DatabaseOpenError):
 
 
 class DatabaseCorruptError(DatabaseOpenError):
-    """The file exists but is not a DuckDB database (or is damaged)."""
+    """The file is damaged (failed checksum, cut short) or not a DuckDB database.
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path, "not a DuckDB database")
-        self.args = (path,)
+    ``newest_backup`` and ``newest_backup_at`` name the newest backup found
+    beside it, the way out; both are None when there is none.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        detail: str = NOT_A_DATABASE,
+        newest_backup: str | None = None,
+        newest_backup_at: datetime | None = None,
+    ) -> None:
+        super().__init__(path, detail)
+        self.args = (path, detail, newest_backup, newest_backup_at)
+        self.newest_backup = newest_backup
+        self.newest_backup_at = newest_backup_at
 
     def __str__(self) -> str:
+        if self.newest_backup is None:
+            way_out = (
+                "No backup was found: move it aside to start a new office, and keep "
+                "it, as it may still be recovered."
+            )
+        else:
+            when = f", {self.newest_backup_at:%Y-%m-%d %H:%M} UTC" if self.newest_backup_at else ""
+            way_out = (
+                "Restore the last good backup with `soloist restore --latest` "
+                f"(newest: {self.newest_backup}{when})."
+            )
         return (
-            f"The office database {self.path} is not a valid DuckDB database "
-            "(damaged, or another kind of file). It was left as it is; restore "
-            "it from a backup or move it aside to start a new office."
+            f"The office database {self.path} is damaged: {self.detail}. "
+            f"It was left as it is. {way_out}"
         )
 
 
@@ -136,6 +174,32 @@ class QueryError(StoreError):
         )
 
 
+class BackupError(StoreError):
+    """A backup could not be made; the database and earlier backups are as they were."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return (
+            f"Backing up the office database failed: {self.detail}. The database was "
+            "not changed and the earlier backups were kept."
+        )
+
+
+class RestoreError(StoreError):
+    """A backup could not be restored; ``kept`` says where everything is."""
+
+    def __init__(self, detail: str, kept: str = NOTHING_CHANGED) -> None:
+        super().__init__(detail, kept)
+        self.detail = detail
+        self.kept = kept
+
+    def __str__(self) -> str:
+        return f"Restoring the office database failed: {self.detail}. {self.kept}"
+
+
 class ConversationNotFoundError(StoreError):
     """No conversation has the given id."""
 
@@ -145,3 +209,127 @@ class ConversationNotFoundError(StoreError):
 
     def __str__(self) -> str:
         return f"There is no conversation with id {self.conversation_id}."
+
+
+class SessionNotFoundError(StoreError):
+    """No session has the given id."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id)
+        self.session_id = session_id
+
+    def __str__(self) -> str:
+        return f"There is no session with id {self.session_id}."
+
+
+class RunNotFoundError(StoreError):
+    """No agent run has the given id."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+    def __str__(self) -> str:
+        return f"There is no agent run with id {self.run_id}."
+
+
+class RunFinishedError(StoreError):
+    """The run has finished, so it cannot finish again or take more steps."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(run_id, status)
+        self.run_id = run_id
+        self.status = status
+
+    def __str__(self) -> str:
+        return (
+            f"The agent run {self.run_id} has already finished ({self.status}); "
+            "nothing was written. Start a new run to continue."
+        )
+
+
+class AgentStateConflictError(StoreError):
+    """Another writer saved the agent's state since this writer read it."""
+
+    def __init__(self, agent_id: str, expected: int, actual: int) -> None:
+        super().__init__(agent_id, expected, actual)
+        self.agent_id = agent_id
+        self.expected = expected
+        self.actual = actual
+
+    def __str__(self) -> str:
+        return (
+            f"The state of agent {self.agent_id} is at version {self.actual}, not "
+            f"{self.expected}: someone else saved it meanwhile. Nothing was written; "
+            "read the latest state and try again."
+        )
+
+
+class MemoryNotFoundError(StoreError):
+    """No memory has the given id."""
+
+    def __init__(self, memory_id: str) -> None:
+        super().__init__(memory_id)
+        self.memory_id = memory_id
+
+    def __str__(self) -> str:
+        return f"There is no memory with id {self.memory_id}."
+
+
+class MemoryVersionNotFoundError(StoreError):
+    """No such version: ``ref`` names it (a version id, or memory and number)."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(ref)
+        self.ref = ref
+
+    def __str__(self) -> str:
+        return f"There is no memory version {self.ref}."
+
+
+class MemoryDeletedError(StoreError):
+    """The memory is deleted; only a rollback brings it back."""
+
+    def __init__(self, memory_id: str) -> None:
+        super().__init__(memory_id)
+        self.memory_id = memory_id
+
+    def __str__(self) -> str:
+        return (
+            f"The memory {self.memory_id} is deleted, so it was not changed. "
+            "Roll it back to an earlier version to bring it back."
+        )
+
+
+class MemoryConflictError(StoreError):
+    """The memory has a newer version than the one the writer read."""
+
+    def __init__(self, memory_id: str, expected: int, actual: int) -> None:
+        super().__init__(memory_id, expected, actual)
+        self.memory_id = memory_id
+        self.expected = expected
+        self.actual = actual
+
+    def __str__(self) -> str:
+        return (
+            f"The memory {self.memory_id} is at version {self.actual}, not "
+            f"{self.expected}: someone else changed it meanwhile. Nothing was "
+            "written; read it again and retry."
+        )
+
+
+class VectorDimensionError(StoreError):
+    """A vector's length differs from the dimension its model was stored with."""
+
+    def __init__(self, model: str, expected: int, actual: int) -> None:
+        super().__init__(model, expected, actual)
+        self.model = model
+        self.expected = expected
+        self.actual = actual
+
+    def __str__(self) -> str:
+        return (
+            f"The embedding model {self.model} has {self.expected}-dimensional vectors, "
+            f"but this one has {self.actual}. Nothing was written; a model with "
+            "another dimension needs another model name."
+        )

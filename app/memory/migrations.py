@@ -98,7 +98,174 @@ _CONVERSATIONS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_SETTINGS, _CONVERSATIONS)
+# The session tier. One counter per session (sessions.last_seq), bumped
+# inside the transaction that writes an event, numbers every event of the
+# session: run starts and finishes, steps, tool results and KV snapshot refs
+# share it, so seq order across those tables is causal order.
+_SESSIONS = Migration(
+    3,
+    "sessions, agent runs, steps, tool results, agent state, KV snapshot refs",
+    (
+        """
+        CREATE TABLE sessions (
+            id              TEXT PRIMARY KEY,  -- uuid4 hex
+            conversation_id TEXT,              -- the chat it serves; NULL for background work
+            title           TEXT NOT NULL,
+            last_seq        INTEGER NOT NULL CHECK (last_seq >= 0),
+            created_at      TIMESTAMP NOT NULL,  -- UTC
+            updated_at      TIMESTAMP NOT NULL   -- UTC, last event
+        )
+        """,
+        """
+        CREATE TABLE agent_runs (
+            id           TEXT PRIMARY KEY,  -- uuid4 hex
+            session_id   TEXT NOT NULL REFERENCES sessions (id),
+            agent_id     TEXT NOT NULL,
+            status       TEXT NOT NULL
+                         CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+            error        TEXT,
+            started_seq  INTEGER NOT NULL CHECK (started_seq >= 1),
+            finished_seq INTEGER CHECK (finished_seq > started_seq),
+            started_at   TIMESTAMP NOT NULL,  -- UTC
+            finished_at  TIMESTAMP            -- UTC; NULL while running
+        )
+        """,
+        """
+        CREATE TABLE run_steps (
+            session_id TEXT NOT NULL REFERENCES sessions (id),
+            seq        INTEGER NOT NULL CHECK (seq >= 1),      -- per session
+            run_id     TEXT NOT NULL REFERENCES agent_runs (id),
+            step_no    INTEGER NOT NULL CHECK (step_no >= 1),  -- per run
+            kind       TEXT NOT NULL,
+            content    JSON NOT NULL,
+            created_at TIMESTAMP NOT NULL,  -- UTC
+            PRIMARY KEY (session_id, seq),
+            UNIQUE (run_id, step_no)
+        )
+        """,
+        """
+        CREATE TABLE tool_results (
+            session_id TEXT NOT NULL REFERENCES sessions (id),
+            seq        INTEGER NOT NULL CHECK (seq >= 1),  -- per session
+            run_id     TEXT NOT NULL REFERENCES agent_runs (id),
+            step_seq   INTEGER,  -- seq of the step that called the tool, if known
+            tool       TEXT NOT NULL,
+            ok         BOOLEAN NOT NULL,
+            output     JSON NOT NULL,
+            error      TEXT,
+            created_at TIMESTAMP NOT NULL,  -- UTC
+            PRIMARY KEY (session_id, seq)
+        )
+        """,
+        # Versioned per agent; a writer names the version it read, so a
+        # stale writer is refused instead of overwriting (optimistic).
+        """
+        CREATE TABLE agent_state (
+            agent_id   TEXT NOT NULL,
+            version    INTEGER NOT NULL CHECK (version >= 1),
+            state      JSON NOT NULL,
+            run_id     TEXT,  -- the run that wrote it, if any
+            created_at TIMESTAMP NOT NULL,  -- UTC
+            PRIMARY KEY (agent_id, version)
+        )
+        """,
+        # A reference to a KV snapshot file of the working tier
+        # (app.engine.snapshots): the session's events up to seq are in it.
+        """
+        CREATE TABLE kv_snapshots (
+            session_id     TEXT NOT NULL REFERENCES sessions (id),
+            seq            INTEGER NOT NULL CHECK (seq >= 1),
+            snapshot_key   TEXT NOT NULL,  -- sha256 hex, the snapshot store's key
+            token_count    INTEGER NOT NULL CHECK (token_count >= 0),
+            model_identity TEXT NOT NULL,  -- sha256 hex of the model and KV layout
+            run_id         TEXT,
+            created_at     TIMESTAMP NOT NULL,  -- UTC
+            PRIMARY KEY (session_id, seq)
+        )
+        """,
+    ),
+)
+
+# The long-term tier. A memory is a stable id with a kind and a scope; what
+# it says lives in memory_versions, append-only: a change inserts a version,
+# a delete inserts a tombstone. The only column ever updated is valid_to,
+# set once, from NULL to the successor's valid_from, in the transaction that
+# writes the successor: it is derivable from the next version and is kept so
+# that "current" (valid_to IS NULL) and "as of t" (valid_from <= t < valid_to)
+# are plain filters instead of a window over all versions.
+#
+# Vectors are FLOAT[] (variable length) with model and dim beside them and a
+# CHECK tying the two, not FLOAT[N]: the model (so N) is configurable, and a
+# fixed-size column would need a table and a migration per dimension. The
+# search index lives in RAM; SQL that needs array_cosine_distance casts
+# (vector::FLOAT[384]) after filtering on one model.
+_LONG_TERM = Migration(
+    4,
+    "memories, memory versions with provenance, embedding models and vectors",
+    (
+        """
+        CREATE TABLE memories (
+            id         TEXT PRIMARY KEY,  -- uuid4 hex, stable across versions
+            kind       TEXT NOT NULL,     -- checked in Python: new kinds need no migration
+            scope      TEXT NOT NULL,     -- 'global', 'agent:<id>' or 'contact:<id>'
+            created_at TIMESTAMP NOT NULL  -- UTC
+        )
+        """,
+        """
+        CREATE TABLE memory_versions (
+            id            TEXT PRIMARY KEY,  -- uuid4 hex, the version id
+            memory_id     TEXT NOT NULL REFERENCES memories (id),
+            version       INTEGER NOT NULL CHECK (version >= 1),
+            op            TEXT NOT NULL CHECK (op IN ('add', 'update', 'delete', 'restore')),
+            text          TEXT NOT NULL,   -- '' on a tombstone
+            metadata      JSON NOT NULL,
+            content_hash  TEXT,            -- sha256 hex of the normalised text; NULL on a tombstone
+            tombstone     BOOLEAN NOT NULL,
+            restored_from INTEGER,         -- op 'restore': the version it copies
+            created_at    TIMESTAMP NOT NULL,  -- UTC, the writer's clock
+            valid_from    TIMESTAMP NOT NULL,  -- UTC, created_at, never before the predecessor's
+            valid_to      TIMESTAMP,           -- UTC, the successor's valid_from; NULL if current
+            -- provenance: who and what produced this version
+            agent_id      TEXT,
+            run_id        TEXT,
+            step_seq      INTEGER,
+            tool          TEXT,
+            message_id    TEXT,
+            source_file   TEXT,
+            source_url    TEXT,
+            UNIQUE (memory_id, version),
+            CHECK (valid_to IS NULL OR valid_to >= valid_from)
+        )
+        """,
+        # No CHECK may name an indexed column (content_hash, run_id): DuckDB
+        # then runs "UPDATE ... SET valid_to" as a delete and an insert, which
+        # the foreign key from memory_vectors refuses. Python keeps
+        # tombstone = (content_hash IS NULL) instead.
+        "CREATE INDEX memory_versions_run ON memory_versions (run_id)",
+        "CREATE INDEX memory_versions_hash ON memory_versions (content_hash)",
+        # One dimension per model name, fixed by its first vector.
+        """
+        CREATE TABLE embedding_models (
+            model      TEXT PRIMARY KEY,
+            dim        INTEGER NOT NULL CHECK (dim >= 1),
+            created_at TIMESTAMP NOT NULL  -- UTC
+        )
+        """,
+        """
+        CREATE TABLE memory_vectors (
+            version_id TEXT NOT NULL REFERENCES memory_versions (id),
+            model      TEXT NOT NULL REFERENCES embedding_models (model),
+            dim        INTEGER NOT NULL,
+            vector     FLOAT[] NOT NULL,
+            created_at TIMESTAMP NOT NULL,  -- UTC
+            PRIMARY KEY (version_id, model),
+            CHECK (len(vector) = dim)
+        )
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_SETTINGS, _CONVERSATIONS, _SESSIONS, _LONG_TERM)
 LATEST_VERSION: int = MIGRATIONS[-1].version
 
 
