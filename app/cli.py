@@ -6,6 +6,8 @@ soloist chat --model PATH    one chat turn, streamed to stdout
 soloist bench [--quick]      the engine against raw llama.cpp, targets and JSON
 soloist models list|recommended|download   local models, the curated list, downloads
 soloist serve --model PATH   the local OpenAI-compatible API (loopback, bearer token)
+soloist backup [--json]      back up the office database now (with Soloist closed)
+soloist restore --list|--latest|PATH [--yes]   put a backup back, keeping the old file aside
 
 --engine process|inprocess   where the app runs llama.cpp (default: a supervised
                              child process; inprocess is for debugging)
@@ -50,10 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
     chat.add_argument("prompt", help="what to say")
     _add_bench_parser(sub)
-    from app import cli_models, cli_serve
+    from app import cli_backup, cli_models, cli_serve
 
     cli_models.add_parser(sub)
     cli_serve.add_parser(sub)
+    cli_backup.add_parser(sub)
     return parser
 
 
@@ -124,6 +127,12 @@ def _models(args: argparse.Namespace) -> int:
     return cli_models.run(args)
 
 
+def _backups(args: argparse.Namespace) -> int:
+    from app import cli_backup
+
+    return cli_backup.run(args)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from app import cli_serve
 
@@ -175,5 +184,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "bench": _bench,
     "models": _models,
     "serve": _serve,
+    "backup": _backups,
+    "restore": _backups,
     "chat": _chat,
 }

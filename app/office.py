@@ -21,8 +21,10 @@ from app.engine.interface import Engine
 from app.engine.openai_api import OpenAIServer
 from app.engine.process import BROKEN_MODELS_FILE, ENGINE_MODE_ENV
 from app.engine.types import Chunk, GenerateRequest, Message, Priority, SamplingParams
+from app.memory.backup import BackupPolicy, BackupResult, back_up, maybe_backup
 from app.memory.conversations import Conversation, ConversationStore, StoredMessage
 from app.memory.db import Database
+from app.memory.errors import BackupError, StoreError
 from app.memory.settings import JsonValue, Settings
 from app.secrets import (
     API_TOKEN,
@@ -150,6 +152,34 @@ class Office:
         self.conversations = ConversationStore(self.db)
         if self.settings.get(API_ENABLED_SETTING) is True:
             self.start_api()
+        self._maintenance_stop = threading.Event()
+        self._maintenance = threading.Thread(
+            target=self._maintain, name="soloist-maintenance", daemon=True
+        )
+        self._maintenance.start()
+
+    # -- maintenance ---------------------------------------------------
+    def _maintain(self, first_after_s: float = 60.0, every_s: float = 3600.0) -> None:
+        """Back up the database when due (a minute after opening, then hourly checks)."""
+        wait = first_after_s
+        while not self._maintenance_stop.wait(wait):
+            wait = every_s
+            self.backup_if_due()
+
+    def backup_if_due(self) -> BackupResult | None:
+        """A consistent backup when the policy says one is due; never raises."""
+        try:
+            result = maybe_backup(self.db, BackupPolicy())
+        except (BackupError, StoreError) as exc:
+            log.error("scheduled backup failed: %s", exc)
+            return None
+        if result is not None:
+            log.info("backup %s (%d bytes)", result.backup.path.name, result.size_bytes)
+        return result
+
+    def back_up_now(self) -> BackupResult:
+        """A backup on demand (the UI's or a running office's ``soloist backup``)."""
+        return back_up(self.db, BackupPolicy())
 
     # -- engine --------------------------------------------------------
     @property
@@ -329,6 +359,8 @@ class Office:
     # -- life cycle ----------------------------------------------------
     def close(self) -> None:
         """Stop the API and the engine, then close the database (reverse of opening)."""
+        self._maintenance_stop.set()
+        self._maintenance.join(timeout=30)
         self.stop_api()
         if self._engine is not None:
             self._engine.close()

@@ -6,9 +6,13 @@ connection is shared and every use of it is guarded by an ``RLock``
 (re-entrant, so a transaction can call the small helpers). DuckDB's own
 exceptions are mapped to ``app.memory.errors`` here, at the boundary.
 
-Opening is careful not to change a file it will refuse: a file's schema
-version is first read through a read-only connection, and only a file this
-code understands is reopened read-write and migrated.
+Opening is careful not to change a file it will refuse: an existing file is
+first inspected through a read-only connection (its length against the
+blocks it holds; every table read through, for files up to
+``FULL_CHECK_MAX_BYTES``, so DuckDB verifies each block's checksum; its
+schema version), and only a sound file this code understands is reopened
+read-write and migrated. A damaged file raises
+``DatabaseCorruptError`` naming the newest backup, and is never replaced.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -43,15 +48,58 @@ from app.memory.migrations import (
     read_version,
 )
 
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "Database", "from_db_time", "to_db_time", "utc_now"]
+__all__ = [
+    "FULL_CHECK_MAX_BYTES",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "Database",
+    "DatabaseSummary",
+    "from_db_time",
+    "inspect_file",
+    "to_db_time",
+    "utc_now",
+]
 
 log = logging.getLogger("soloist.memory")
 
 _LOCK_HOLDER_PID = re.compile(r"\bPID (\d+)\b")
 _MAX_DETAIL = 200
 
+FULL_CHECK_MAX_BYTES = 16 * 2**20
+"""Files up to this size have every table read through when opened.
+
+Reading costs about 10 ms per MiB on a slow machine, so larger files get
+only the cheap checks at open; each backup still reads every block of its
+copy (the same bytes), so damage is found at the next backup at the latest.
+"""
+
+# What DuckDB says about a damaged file, and what the user is told instead.
+_DAMAGE = (
+    (
+        "not a valid DuckDB database",
+        "not a valid DuckDB database (damaged, or another kind of file)",
+    ),
+    ("Corrupt database file", "a block of the file failed its checksum"),
+    ("Could not read enough bytes", "the file is cut short"),
+)
+
 Params = Sequence[object]
 Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSummary:
+    """What a file holds: its schema version and the rows of each table.
+
+    Tables outside the ``main`` schema are named ``schema.table``.
+    """
+
+    schema_version: int
+    row_counts: Mapping[str, int]
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.row_counts.values())
 
 
 class Database:
@@ -78,7 +126,7 @@ class Database:
         known = latest_version(migrations)
         existed = path.exists()
         if existed:
-            _refuse_if_too_new(path, known)
+            _refuse_if_too_new(inspect_file(path), path, known)
         conn = _connect(path, read_only=False)
         try:
             version = _migrate_mapped(conn, migrations, path)
@@ -93,11 +141,17 @@ class Database:
 
     @classmethod
     def open_readonly(cls, path: Path | str) -> Database:
-        """Open an existing file read-only, without migrating (``soloist doctor``)."""
+        """Open and check an existing file read-only, without migrating (``soloist doctor``)."""
         path = Path(path)
         if not path.exists():
             raise DatabaseOpenError(str(path), "there is no database file there yet")
-        return cls(_connect(path, read_only=True), path, read_only=True)
+        conn = _connect(path, read_only=True)
+        try:
+            _check(conn, path, full_scan=None)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, read_only=True)
 
     # -- properties ----------------------------------------------------
     @property
@@ -117,6 +171,14 @@ class Database:
         """The schema version recorded in the file (0 for an empty file)."""
         with self._mapped() as conn:
             return read_version(conn)
+
+    def summary(self) -> DatabaseSummary:
+        """The schema version and row counts, as this connection sees them now.
+
+        Inside ``transaction()`` they describe that transaction's snapshot.
+        """
+        with self._mapped() as conn:
+            return DatabaseSummary(read_version(conn), _row_counts(conn, full_scan=False))
 
     # -- statements ----------------------------------------------------
     def execute(self, sql: str, params: Params = ()) -> None:
@@ -253,32 +315,128 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 def _open_error(path: Path, exc: duckdb.Error) -> DatabaseOpenError:
-    """The store's error for a failed ``duckdb.connect``, read from its message."""
+    """The store's error for a failed ``duckdb.connect`` or check, read from its message."""
     message = str(exc)
     if isinstance(exc, duckdb.IOException) and "Could not set lock" in message:
         match = _LOCK_HOLDER_PID.search(message)
         return DatabaseLockedError(str(path), int(match.group(1)) if match else None)
-    if "not a valid DuckDB database" in message:
-        return DatabaseCorruptError(str(path))
+    for marker, detail in _DAMAGE:
+        if marker in message:
+            return _corrupt_error(path, detail)
     return DatabaseOpenError(str(path), _detail(exc))
 
 
-def _refuse_if_too_new(path: Path, known: int) -> None:
-    """Read the file's version read-only and refuse it if it is too new.
+def _corrupt_error(path: Path, detail: str) -> DatabaseCorruptError:
+    """A ``DatabaseCorruptError`` naming the newest backup, the way out."""
+    from app.memory.backup import newest_backup  # backup imports this module
 
-    A read-only connection never writes (no WAL, no checkpoint), so a file
-    refused here is left byte-for-byte as it was.
+    log.warning("office database %s is damaged: %s", path, detail)
+    try:
+        newest = newest_backup(path)
+    except OSError:
+        newest = None
+    if newest is None:
+        return DatabaseCorruptError(str(path), detail)
+    return DatabaseCorruptError(str(path), detail, str(newest.path), newest.created_at)
+
+
+def inspect_file(path: Path | str, *, full_scan: bool | None = None) -> DatabaseSummary:
+    """Check the file at ``path`` through a read-only connection and summarise it.
+
+    ``full_scan`` reads every table through (None: when the file is at most
+    ``FULL_CHECK_MAX_BYTES``). Raises ``DatabaseCorruptError`` for a damaged
+    file and ``DatabaseLockedError`` when another process holds it. A
+    read-only connection never writes, so the file is left as it was.
     """
+    path = Path(path)
+    if not path.exists():
+        raise DatabaseOpenError(str(path), "there is no database file there yet")
     conn = _connect(path, read_only=True)
     try:
-        found = read_version(conn)
-    except duckdb.Error as exc:
-        raise DatabaseOpenError(str(path), _detail(exc)) from exc
+        return _check(conn, path, full_scan)
     finally:
         conn.close()
-    if found > known:
-        log.info("refusing office database: schema v%d, this code knows v%d", found, known)
-        raise SchemaTooNewError(str(path), found, known)
+
+
+def _check(conn: duckdb.DuckDBPyConnection, path: Path, full_scan: bool | None) -> DatabaseSummary:
+    """Length, schema version and rows of every table, with DuckDB's errors mapped."""
+    started = time.perf_counter()
+    if full_scan is None:
+        full_scan = path.stat().st_size <= FULL_CHECK_MAX_BYTES
+    try:
+        _check_length(conn, path)
+        summary = DatabaseSummary(read_version(conn), _row_counts(conn, full_scan))
+    except duckdb.Error as exc:
+        raise _open_error(path, exc) from exc
+    log.info(
+        "checked %s (%s, %d tables, %d rows) in %.1f ms",
+        path.name,
+        "every block" if full_scan else "length and counts",
+        len(summary.row_counts),
+        summary.total_rows,
+        (time.perf_counter() - started) * 1000,
+    )
+    return summary
+
+
+def _check_length(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a file shorter than the blocks DuckDB says are in use.
+
+    Used blocks have distinct ids, so a sound file holds at least that many
+    (DuckDB trims free blocks off the end, so its total count is no bound).
+    """
+    row = conn.execute(
+        "SELECT block_size, used_blocks FROM pragma_database_size() "
+        "WHERE database_name = current_database()"
+    ).fetchone()
+    if row is None:
+        return
+    needed = int(row[0]) * int(row[1])
+    size = path.stat().st_size
+    if size < needed:
+        raise _corrupt_error(path, f"the file is cut short ({size:,} bytes of at least {needed:,})")
+
+
+def _row_counts(conn: duckdb.DuckDBPyConnection, full_scan: bool) -> dict[str, int]:
+    """Rows per table, in one statement.
+
+    A full scan also hashes every column of every row, so DuckDB reads (and
+    verifies the checksum of) every data block.
+    """
+    tables = conn.execute(
+        """
+        SELECT schema_name, table_name FROM duckdb_tables()
+        WHERE database_name = current_database() AND NOT temporary AND NOT internal
+        ORDER BY schema_name, table_name
+        """
+    ).fetchall()
+    if not tables:
+        return {}
+    read_all = ", bit_xor(hash(*COLUMNS(*)))" if full_scan else ""
+    sql = " UNION ALL ".join(
+        f"SELECT {i} AS n, count(*){read_all} FROM {_quoted(schema)}.{_quoted(table)}"
+        for i, (schema, table) in enumerate(tables)
+    )
+    rows = {int(row[0]): int(row[1]) for row in conn.execute(sql).fetchall()}
+    return {
+        table if schema == "main" else f"{schema}.{table}": rows[i]
+        for i, (schema, table) in enumerate(tables)
+    }
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _refuse_if_too_new(summary: DatabaseSummary, path: Path, known: int) -> None:
+    """Refuse a file whose schema is newer than ``known``; it is left untouched."""
+    if summary.schema_version > known:
+        log.info(
+            "refusing office database: schema v%d, this code knows v%d",
+            summary.schema_version,
+            known,
+        )
+        raise SchemaTooNewError(str(path), summary.schema_version, known)
 
 
 def _migrate_mapped(
