@@ -333,3 +333,67 @@ class VectorDimensionError(StoreError):
             f"but this one has {self.actual}. Nothing was written; a model with "
             "another dimension needs another model name."
         )
+
+
+# -- ingestion (app.memory.ingest) -----------------------------------------
+#   StoreError
+#   ├── IngestSourceError             a folder cannot be added as a source
+#   ├── IngestSourceNotFoundError     no ingestion source has that id
+#   ├── IngestBusyError               a run is already going on this ingestor
+#   └── IngestEmbeddingError          the embedder failed; the run stopped
+
+
+class IngestSourceError(StoreError):
+    """A folder cannot be an ingestion source (missing, or not a folder)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(path, detail)
+        self.path = path
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return (
+            f"Cannot index {self.path}: {self.detail}. Nothing was added; choose an "
+            "existing folder."
+        )
+
+
+class IngestSourceNotFoundError(StoreError):
+    """No ingestion source has the given id."""
+
+    def __init__(self, source_id: str) -> None:
+        super().__init__(source_id)
+        self.source_id = source_id
+
+    def __str__(self) -> str:
+        return f"There is no indexed folder with id {self.source_id}."
+
+
+class IngestBusyError(StoreError):
+    """A run is already going on this ingestor; runs do not overlap."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+    def __str__(self) -> str:
+        return (
+            f"Documents are already being indexed (run {self.run_id}). Nothing was "
+            "started; wait for that run to finish or cancel it."
+        )
+
+
+class IngestEmbeddingError(StoreError):
+    """The embedder failed or returned unusable vectors; the run stopped."""
+
+    def __init__(self, model: str, detail: str) -> None:
+        super().__init__(model, detail)
+        self.model = model
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return (
+            f"Indexing stopped: the embedding model {self.model} failed ({self.detail}). "
+            "The files indexed before were kept and none was half-written; the next "
+            "run continues where this one stopped."
+        )

@@ -265,7 +265,84 @@ _LONG_TERM = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_SETTINGS, _CONVERSATIONS, _SESSIONS, _LONG_TERM)
+# Ingestion of document folders (app.memory.ingest). A source is a folder
+# whose chunks go to one memory scope; each file under it has one row,
+# whatever became of it, and ingest_chunks links an indexed file's chunks,
+# in order, to the memories that hold their text. A memory may be linked
+# from several files (the same paragraph in two documents is one memory);
+# it is tombstoned when the last link to it goes. A file's chunks, their
+# vectors, its links and its row are written in ONE transaction, so a run
+# killed mid-way leaves each file wholly indexed or as it was, and the next
+# run resumes by comparing size and mtime with these rows.
+#
+# No CHECK names an indexed column (see the long-term tier), and nothing
+# references ingest_files, whose rows are updated in place.
+_INGESTION = Migration(
+    5,
+    "ingestion sources, runs, files and their chunk links",
+    (
+        """
+        CREATE TABLE ingest_sources (
+            id         TEXT PRIMARY KEY,      -- uuid4 hex
+            root       TEXT NOT NULL UNIQUE,  -- absolute folder path
+            scope      TEXT NOT NULL,         -- the memory scope of its chunks
+            created_at TIMESTAMP NOT NULL     -- UTC
+        )
+        """,
+        """
+        CREATE TABLE ingest_runs (
+            id          TEXT PRIMARY KEY,  -- uuid4 hex; the run_id of what it wrote
+            source_id   TEXT REFERENCES ingest_sources (id),  -- NULL: every source
+            status      TEXT NOT NULL CHECK (status IN
+                            ('running', 'succeeded', 'cancelled', 'failed', 'interrupted')),
+            embed_model TEXT NOT NULL,
+            counts      JSON NOT NULL,     -- files and chunks, by outcome
+            error       TEXT,
+            started_at  TIMESTAMP NOT NULL,  -- UTC
+            finished_at TIMESTAMP            -- UTC; NULL while running (or killed)
+        )
+        """,
+        """
+        CREATE TABLE ingest_files (
+            source_id      TEXT NOT NULL REFERENCES ingest_sources (id),
+            path           TEXT NOT NULL,    -- absolute, as found under the root
+            size           BIGINT NOT NULL,  -- bytes, at the last look
+            mtime_ns       BIGINT NOT NULL,
+            content_sha256 TEXT,             -- of the parsed text; NULL if never parsed
+            status         TEXT NOT NULL
+                           CHECK (status IN ('pending', 'indexed', 'skipped', 'removed')),
+            reason         TEXT,             -- skipped: a DocumentError reason code
+            detail         TEXT,             -- skipped: the one-line message
+            chunk_count    INTEGER NOT NULL CHECK (chunk_count >= 0),
+            run_id         TEXT,             -- the run that last wrote the row
+            updated_at     TIMESTAMP NOT NULL,  -- UTC
+            PRIMARY KEY (source_id, path)
+        )
+        """,
+        """
+        CREATE TABLE ingest_chunks (
+            source_id    TEXT NOT NULL,
+            path         TEXT NOT NULL,
+            seq          INTEGER NOT NULL,  -- the chunk's index in the file, from 0
+            memory_id    TEXT NOT NULL REFERENCES memories (id),
+            chunk_sha256 TEXT NOT NULL,     -- content hash of the chunk's text
+            char_start   INTEGER NOT NULL,  -- where the chunk lies in the parsed text
+            char_end     INTEGER NOT NULL,
+            page         INTEGER,           -- PDF page of char_start; NULL if not paged
+            PRIMARY KEY (source_id, path, seq)
+        )
+        """,
+        "CREATE INDEX ingest_chunks_memory ON ingest_chunks (memory_id)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _SETTINGS,
+    _CONVERSATIONS,
+    _SESSIONS,
+    _LONG_TERM,
+    _INGESTION,
+)
 LATEST_VERSION: int = MIGRATIONS[-1].version
 
 
