@@ -48,6 +48,12 @@ TARGETS = {
     6: Target(">=", 0.95),
     7: Target("<=", 10, " ms"),
     8: Target("<=", 3, " s"),
+    # issue 5: the memory tier's search at 100,000 memories of 384 dimensions
+    9: Target("<=", 15, " ms"),  # p95; recall@10 >= 0.98 is a condition as well
+    10: Target("<=", 5, " s"),
+    11: Target("<=", 30, " ms"),
+    # issue 5: the UI event loop's lag p99 while documents are indexed
+    12: Target("<=", 50, " ms"),
 }
 
 
@@ -63,6 +69,9 @@ class ScenarioResult:
     value_text: str
     data: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # Further requirements a PASS needs besides the target, as (what, met):
+    # scenario 9's speed counts only with recall@10 >= 0.98.
+    conditions: tuple[tuple[str, bool], ...] = ()
 
     @property
     def target(self) -> Target:
@@ -71,7 +80,9 @@ class ScenarioResult:
     @property
     def verdict(self) -> str:
         met = self.target.met(self.value)
-        return "n/a" if met is None else "PASS" if met else "MISS"
+        if met is None:
+            return "n/a"
+        return "PASS" if met and all(ok for _, ok in self.conditions) else "MISS"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +95,7 @@ class ScenarioResult:
             "target_op": self.target.op,
             "target_threshold": self.target.threshold,
             "verdict": self.verdict,
+            "conditions": [{"requirement": what, "met": ok} for what, ok in self.conditions],
             "notes": list(self.notes),
             **self.data,
         }

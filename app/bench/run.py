@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.bench.ingest import ingestion
 from app.bench.latency import interactive_latency, scheduler_overhead
+from app.bench.memory import hybrid_query, index_rebuild, vector_search
 from app.bench.process import process_decode, process_ttft, restart_time
 from app.bench.report import RAW_MEANS, ScenarioResult, render_table, write_json
 from app.bench.runs import BenchError
@@ -41,6 +43,10 @@ RUNNERS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
     6: ("process boundary, decode", process_decode),
     7: ("process boundary, TTFT", process_ttft),
     8: ("restart after SIGKILL", restart_time),
+    9: ("vector search top-10", vector_search),
+    10: ("vector index rebuild", index_rebuild),
+    11: ("hybrid query", hybrid_query),
+    12: ("ingestion throughput", ingestion),
 }
 NEEDS_MODEL = frozenset({1, 2, 3, 4, 6, 7, 8})
 
