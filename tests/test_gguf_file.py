@@ -7,6 +7,8 @@ import random
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -502,3 +504,38 @@ def test_a_150k_token_vocabulary(tmp_path: Path) -> None:
     footprint = footprint_from_gguf(path)
     assert (footprint.n_layer, footprint.weight_bytes) == (1, 4 * 32 * 4 + 32 * 32 * 2)
     assert read_model_info(path).parameters == 4 * 32 + 32 * 32
+
+
+def test_reading_headers_never_imports_the_gguf_package(tiny_model: Path) -> None:
+    """``import gguf`` pulls in sentencepiece when installed, whose C++ runtime made
+    llama.cpp's CUDA build segfault on the next model load (seen on an H200)."""
+    code = (
+        "import sys\n"
+        "from app.engine.catalog import read_model_info\n"
+        "from app.engine.gguf_file import check_gguf\n"
+        "from app.engine.placement import footprint_from_gguf\n"
+        f"check_gguf({str(tiny_model)!r}); footprint_from_gguf({str(tiny_model)!r})\n"
+        f"info = read_model_info({str(tiny_model)!r})\n"
+        "assert info.quantisation, info\n"
+        "print('gguf' in sys.modules, 'sentencepiece' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_the_type_tables_match_the_gguf_package() -> None:
+    import gguf
+
+    from app.engine.catalog import FILE_TYPES
+    from app.engine.gguf_file import GGML_TYPE_NAMES, GGML_TYPE_SIZES
+
+    for kind, sizes in gguf.GGML_QUANT_SIZES.items():
+        assert GGML_TYPE_SIZES[int(kind)] == sizes
+        assert GGML_TYPE_NAMES[int(kind)] == kind.name
+    for file_type in gguf.LlamaFileType:
+        if file_type != gguf.LlamaFileType.GUESSED:
+            assert FILE_TYPES[int(file_type)] == file_type.name.removeprefix(
+                "MOSTLY_"
+            ).removeprefix("ALL_")

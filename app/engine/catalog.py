@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.errors import EngineError
-from app.engine.gguf_file import GGUFHeader, metadata_int, read_gguf_header
+from app.engine.gguf_file import GGML_TYPE_NAMES, GGUFHeader, metadata_int, read_gguf_header
 
 log = logging.getLogger("soloist.catalog")
 
@@ -102,18 +102,52 @@ def _model_info(file: Path, header: GGUFHeader, sha256: str | None) -> ModelInfo
     )
 
 
+# llama.cpp's file types (gguf 0.19's LlamaFileType), by general.file_type. Not
+# imported from gguf: see GGML_TYPE_SIZES in gguf_file for why.
+FILE_TYPES: dict[int, str] = {
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
+    36: "TQ1_0",
+    37: "TQ2_0",
+    38: "MXFP4_MOE",
+    39: "NVFP4",
+    40: "Q1_0",
+}
+
+
 def _quantisation(header: GGUFHeader) -> str:
     """The file type's name (Q4_K_M, F16...), else the type holding most weights."""
-    import gguf
-
     file_type = header.metadata.get("general.file_type")
-    if isinstance(file_type, int) and file_type != gguf.LlamaFileType.GUESSED:
-        try:
-            name = gguf.LlamaFileType(file_type).name
-        except ValueError:
-            pass
-        else:
-            return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    if isinstance(file_type, int) and file_type in FILE_TYPES:
+        return FILE_TYPES[file_type]
     weights: Counter[int] = Counter()
     for tensor in header.tensors:
         if tensor.n_dims >= 2:  # norms and biases stay F32 in every quantisation
@@ -121,7 +155,7 @@ def _quantisation(header: GGUFHeader) -> str:
     if not weights:
         return "unknown"
     ggml_type = weights.most_common(1)[0][0]
-    return gguf.GGMLQuantizationType(ggml_type).name  # the header reader knows it
+    return GGML_TYPE_NAMES.get(ggml_type, f"type {ggml_type}")
 
 
 # --- the catalog -------------------------------------------------------------

@@ -19,7 +19,7 @@ file holds before it is used, so a damaged or hostile header raises
 holds. The rules are those of llama.cpp's own reader (``gguf.cpp``):
 versions 2 and 3, no nested arrays, no duplicate keys or tensor names, at
 most four dimensions, a power-of-two ``general.alignment`` of type uint32.
-The ``gguf`` package supplies only the table of tensor types.
+It needs no ``gguf`` import (see ``GGML_TYPE_SIZES``).
 """
 
 from __future__ import annotations
@@ -375,19 +375,99 @@ class _Walker:
         return name, shape, self.u32(), self.u64()
 
 
+# (items per block, bytes per block) of each ggml tensor type, as gguf 0.19's
+# GGML_QUANT_SIZES. Kept here rather than imported: ``import gguf`` imports
+# sentencepiece when it is installed, whose own C++ runtime then shadows
+# libstdc++ symbols llama.cpp's CUDA build binds to, and loading a model
+# segfaults (seen on an H200 with sentencepiece installed). A type missing
+# here is refused like an unknown one.
+GGML_TYPE_SIZES: dict[int, tuple[int, int]] = {
+    0: (1, 4),  # F32
+    1: (1, 2),  # F16
+    2: (32, 18),  # Q4_0
+    3: (32, 20),  # Q4_1
+    6: (32, 22),  # Q5_0
+    7: (32, 24),  # Q5_1
+    8: (32, 34),  # Q8_0
+    9: (32, 40),  # Q8_1
+    10: (256, 84),  # Q2_K
+    11: (256, 110),  # Q3_K
+    12: (256, 144),  # Q4_K
+    13: (256, 176),  # Q5_K
+    14: (256, 210),  # Q6_K
+    15: (256, 292),  # Q8_K
+    16: (256, 66),  # IQ2_XXS
+    17: (256, 74),  # IQ2_XS
+    18: (256, 98),  # IQ3_XXS
+    19: (256, 50),  # IQ1_S
+    20: (32, 18),  # IQ4_NL
+    21: (256, 110),  # IQ3_S
+    22: (256, 82),  # IQ2_S
+    23: (256, 136),  # IQ4_XS
+    24: (1, 1),  # I8
+    25: (1, 2),  # I16
+    26: (1, 4),  # I32
+    27: (1, 8),  # I64
+    28: (1, 8),  # F64
+    29: (256, 56),  # IQ1_M
+    30: (1, 2),  # BF16
+    34: (256, 54),  # TQ1_0
+    35: (256, 66),  # TQ2_0
+    39: (32, 17),  # MXFP4
+    40: (64, 36),  # NVFP4
+    41: (128, 18),  # Q1_0
+}
+
+GGML_TYPE_NAMES: dict[int, str] = {
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    6: "Q5_0",
+    7: "Q5_1",
+    8: "Q8_0",
+    9: "Q8_1",
+    10: "Q2_K",
+    11: "Q3_K",
+    12: "Q4_K",
+    13: "Q5_K",
+    14: "Q6_K",
+    15: "Q8_K",
+    16: "IQ2_XXS",
+    17: "IQ2_XS",
+    18: "IQ3_XXS",
+    19: "IQ1_S",
+    20: "IQ4_NL",
+    21: "IQ3_S",
+    22: "IQ2_S",
+    23: "IQ4_XS",
+    24: "I8",
+    25: "I16",
+    26: "I32",
+    27: "I64",
+    28: "F64",
+    29: "IQ1_M",
+    30: "BF16",
+    34: "TQ1_0",
+    35: "TQ2_0",
+    39: "MXFP4",
+    40: "NVFP4",
+    41: "Q1_0",
+}
+
+
 def _tensors(
     infos: list[tuple[str, tuple[int, ...], int, int]], data_offset: int
 ) -> tuple[GGUFTensorInfo, ...]:
-    import gguf
-
     seen: set[str] = set()
     tensors = []
     for name, shape, ggml_type, offset in infos:
         if name in seen:
             raise ValueError(f"duplicate tensor {name!r}")
         seen.add(name)
-        # ValueError for a type this gguf version does not know.
-        block_size, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ggml_type)]
+        if ggml_type not in GGML_TYPE_SIZES:
+            raise ValueError(f"tensor {name!r} has the unknown type {ggml_type}")
+        block_size, type_size = GGML_TYPE_SIZES[ggml_type]
         n_elements = 1
         for dim in shape:
             n_elements *= dim
