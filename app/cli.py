@@ -8,6 +8,7 @@ soloist models list|recommended|download   local models, the curated list, downl
 soloist serve --model PATH   the local OpenAI-compatible API (loopback, bearer token)
 soloist backup [--json]      back up the office database now (with Soloist closed)
 soloist restore --list|--latest|PATH [--yes]   put a backup back, keeping the old file aside
+soloist memory search|add|ingest|history|rollback   long-term memory (with Soloist closed)
 
 --engine process|inprocess   where the app runs llama.cpp (default: a supervised
                              child process; inprocess is for debugging)
@@ -52,11 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
     chat.add_argument("prompt", help="what to say")
     _add_bench_parser(sub)
-    from app import cli_backup, cli_models, cli_serve
+    from app import cli_backup, cli_memory, cli_models, cli_serve
 
     cli_models.add_parser(sub)
     cli_serve.add_parser(sub)
     cli_backup.add_parser(sub)
+    cli_memory.add_parser(sub)
     return parser
 
 
@@ -127,6 +129,12 @@ def _models(args: argparse.Namespace) -> int:
     return cli_models.run(args)
 
 
+def _memory(args: argparse.Namespace) -> int:
+    from app import cli_memory
+
+    return cli_memory.run(args)
+
+
 def _backups(args: argparse.Namespace) -> int:
     from app import cli_backup
 
@@ -185,6 +193,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "models": _models,
     "serve": _serve,
     "backup": _backups,
+    "memory": _memory,
     "restore": _backups,
     "chat": _chat,
 }

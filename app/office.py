@@ -3,6 +3,12 @@
 It opens the database, creates the engine, and stops them in reverse order.
 Nothing here imports Qt; the UI reaches the office through its bridges,
 which call these methods off the main thread.
+
+Long-term memory (``memory``, a ``MemoryService``) starts on a thread of its
+own once the office is open, and loads its index in the background. Its
+embedder is the engine's (in the engine process when there is one), made
+on the first embedding, so opening the office starts no engine and loads no
+model.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app import paths
-from app.engine.embeddings import Embedder
+from app.engine.embeddings import DEFAULT_EMBEDDING_MODEL, Embedder
 from app.engine.interface import Engine
 from app.engine.openai_api import OpenAIServer
 from app.engine.process import BROKEN_MODELS_FILE, ENGINE_MODE_ENV
@@ -24,7 +31,7 @@ from app.engine.types import Chunk, GenerateRequest, Message, Priority, Sampling
 from app.memory.backup import BackupPolicy, BackupResult, back_up, maybe_backup
 from app.memory.conversations import Conversation, ConversationStore, StoredMessage
 from app.memory.db import Database
-from app.memory.errors import BackupError, StoreError
+from app.memory.errors import BackupError, DatabaseClosedError, StoreError
 from app.memory.settings import JsonValue, Settings
 from app.secrets import (
     API_TOKEN,
@@ -34,6 +41,9 @@ from app.secrets import (
     SecretsUnavailableError,
     api_key_for,
 )
+
+if TYPE_CHECKING:  # numpy and the indexes load on the memory thread, not with this module
+    from app.memory.service import MemoryService
 
 log = logging.getLogger("soloist.office")
 
@@ -121,6 +131,37 @@ class RemoteEndpoint:
             return None
 
 
+class _EngineEmbedder:
+    """The engine's embedder, made on the first embedding: until then nothing starts.
+
+    ``model_name`` is the default model's until then, which is what the
+    engine's embedder reports too.
+    """
+
+    def __init__(self, make: Callable[[], Embedder]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._embedder: Embedder | None = None
+
+    @property
+    def model_name(self) -> str:
+        embedder = self._embedder
+        return DEFAULT_EMBEDDING_MODEL if embedder is None else embedder.model_name
+
+    @property
+    def dimension(self) -> int:
+        return self._made().dimension
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return self._made().embed(texts)
+
+    def _made(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = self._make()
+            return self._embedder
+
+
 @dataclass(frozen=True, slots=True)
 class ChatTurn:
     """A reply being generated: its request id (for cancel) and its chunks."""
@@ -157,6 +198,13 @@ class Office:
             target=self._maintain, name="soloist-maintenance", daemon=True
         )
         self._maintenance.start()
+        self._memory: MemoryService | None = None
+        self._memory_lock = threading.Lock()
+        self._memory_closed = False
+        self._memory_starter = threading.Thread(
+            target=self._start_memory, name="soloist-memory-start", daemon=True
+        )
+        self._memory_starter.start()
 
     # -- maintenance ---------------------------------------------------
     def _maintain(self, first_after_s: float = 60.0, every_s: float = 3600.0) -> None:
@@ -180,6 +228,37 @@ class Office:
     def back_up_now(self) -> BackupResult:
         """A backup on demand (the UI's or a running office's ``soloist backup``)."""
         return back_up(self.db, BackupPolicy())
+
+    # -- long-term memory ----------------------------------------------
+    @property
+    def memory(self) -> MemoryService:
+        """The memory service, made and started (in the background) on first use."""
+        with self._memory_lock:
+            if self._memory_closed:
+                raise DatabaseClosedError()
+            if self._memory is None:
+                from app.memory.service import MemoryService
+
+                self._memory = MemoryService(self.db, self._memory_embedder)
+                self._memory.start()
+            return self._memory
+
+    def _start_memory(self) -> None:
+        try:
+            self.memory  # noqa: B018  (made and started as a side effect)
+        except StoreError as exc:
+            log.error("memory search could not start: %s", exc)
+
+    def _memory_embedder(self) -> Embedder:
+        return _EngineEmbedder(self._engine_embedder)
+
+    def _engine_embedder(self) -> Embedder:
+        embedder = self._embedder()
+        if embedder is None:  # _embedder always finds one; its signature allows None
+            from app.engine.embeddings import SentenceTransformerEmbedder
+
+            return SentenceTransformerEmbedder()
+        return embedder
 
     # -- engine --------------------------------------------------------
     @property
@@ -358,9 +437,14 @@ class Office:
 
     # -- life cycle ----------------------------------------------------
     def close(self) -> None:
-        """Stop the API and the engine, then close the database (reverse of opening)."""
+        """Stop memory, the API and the engine, then close the database (reverse of opening)."""
         self._maintenance_stop.set()
         self._maintenance.join(timeout=30)
+        self._memory_starter.join(timeout=30)
+        with self._memory_lock:
+            memory, self._memory, self._memory_closed = self._memory, None, True
+        if memory is not None:
+            memory.close()
         self.stop_api()
         if self._engine is not None:
             self._engine.close()

@@ -13,6 +13,17 @@ blocks it holds; every table read through, for files up to
 schema version), and only a sound file this code understands is reopened
 read-write and migrated. A damaged file raises
 ``DatabaseCorruptError`` naming the newest backup, and is never replaced.
+
+Every connection has DuckDB's extension autoloading and autoinstalling
+switched off, so nothing is ever fetched: the one extension Soloist uses
+(fts) is loaded by path from its wheel (``app.memory.fts``).
+
+``cursor()`` hands out a second connection to the same database with its
+own lock and its own transactions, for long statements (rebuilding the
+keyword index) that must not hold the office connection's lock. It writes
+only to files of its own (``app.memory.service`` attaches one): a backup
+holds the office connection's lock to know that nobody commits to the
+office file while it copies it.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -49,6 +60,9 @@ from app.memory.migrations import (
     migrate,
     read_version,
 )
+
+if TYPE_CHECKING:  # numpy loads with the first fetchnumpy, not with this module
+    import numpy.typing as npt
 
 __all__ = [
     "FULL_CHECK_MAX_BYTES",
@@ -88,6 +102,12 @@ _DAMAGE = (
 Params = Sequence[object]
 Row = tuple[Any, ...]
 
+# Set on every connection: no extension is ever downloaded or loaded by name.
+_OFFLINE_SETTINGS = (
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class DatabaseSummary:
@@ -107,12 +127,21 @@ class DatabaseSummary:
 class Database:
     """The office's DuckDB file. Create with ``open`` or ``open_readonly``."""
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool) -> None:
+    def __init__(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        path: Path,
+        *,
+        read_only: bool,
+        parent: Database | None = None,
+    ) -> None:
         self._conn: duckdb.DuckDBPyConnection | None = conn
         self._path = path
         self._read_only = read_only
         self._lock = threading.RLock()
         self._tx_depth = 0
+        self._parent = parent
+        self._cursors: list[Database] = []
 
     # -- opening -------------------------------------------------------
     @classmethod
@@ -198,6 +227,39 @@ class Database:
         with self._mapped() as conn:
             return conn.execute(sql, list(params)).fetchone()
 
+    def fetchnumpy(self, sql: str, params: Params = ()) -> dict[str, npt.NDArray[Any]]:
+        """Run a query and return its columns as numpy arrays, by column name.
+
+        Far faster than ``fetchall`` for many rows (a 384-float vector comes
+        back as one float32 array, not 384 Python floats). A column holding
+        NULLs comes back as a ``numpy.ma.MaskedArray``.
+        """
+        with self._mapped() as conn:
+            return dict(conn.execute(sql, list(params)).fetchnumpy())
+
+    # -- cursors -------------------------------------------------------
+    def cursor(self) -> Database:
+        """A second connection to this database: its own lock, its own transactions.
+
+        Closed with this database if not before. Write only to other
+        attached files through it (see the module docstring).
+        """
+        with self._mapped() as conn:
+            child = Database(conn.cursor(), self._path, read_only=self._read_only, parent=self)
+            self._cursors = [c for c in self._cursors if not c.closed]
+            self._cursors.append(child)
+        return child
+
+    def interrupt(self) -> None:
+        """Stop the statement running on this connection now (it fails with a QueryError).
+
+        Takes no lock: it is meant for another thread than the one waiting
+        on the statement, such as closing while a cursor rebuilds an index.
+        """
+        conn = self._conn
+        if conn is not None:
+            conn.interrupt()
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Run the block in one transaction, holding the lock throughout.
@@ -262,7 +324,10 @@ class Database:
 
     # -- closing -------------------------------------------------------
     def close(self) -> None:
-        """Close the file; closing twice is harmless."""
+        """Close the file (its cursors first, stopping what they run); closing twice is harmless."""
+        for child in list(self._cursors):
+            child.interrupt()
+            child.close()
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is None:
@@ -271,7 +336,8 @@ class Database:
                 conn.close()
             except duckdb.Error as exc:
                 raise QueryError(_detail(exc)) from exc
-        log.info("closed office database %s", self._path)
+        if self._parent is None:
+            log.info("closed office database %s", self._path)
 
     def __enter__(self) -> Database:
         return self
@@ -286,7 +352,8 @@ class Database:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("read-only" if self._read_only else "open")
-        return f"Database({str(self._path)!r}, {state})"
+        kind = "Database" if self._parent is None else "Database.cursor"
+        return f"{kind}({str(self._path)!r}, {state})"
 
 
 # -- time ---------------------------------------------------------------
@@ -325,9 +392,16 @@ def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect`` with its errors mapped to the store's."""
     _remember_pandas_is_absent()
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        conn = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
         raise _open_error(path, exc) from exc
+    try:
+        for setting in _OFFLINE_SETTINGS:
+            conn.execute(setting)
+    except duckdb.Error as exc:
+        conn.close()
+        raise _open_error(path, exc) from exc
+    return conn
 
 
 def _open_error(path: Path, exc: duckdb.Error) -> DatabaseOpenError:
