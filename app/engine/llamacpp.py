@@ -45,6 +45,7 @@ from app.engine.runner import ContextRunner
 from app.engine.scheduler import SchedulerConfig
 from app.engine.sessions import SessionCache, kv_identity
 from app.engine.status import write_status
+from app.engine.streams import drain
 from app.engine.swap import SwapSpace
 from app.engine.types import Chunk, FinishReason, GenerateRequest
 
@@ -190,22 +191,13 @@ class LlamaCppEngine:
 
     # -- caller side ---------------------------------------------------
     def _drain(self, job: _Job) -> Iterator[Chunk]:
-        done = False
-        try:
-            while True:
-                item = job.out.get()
-                if isinstance(item, BaseException):
-                    done = True
-                    raise item
-                yield item
-                if item.is_final:
-                    done = True
-                    return
-        finally:
-            if not done:  # the caller stopped reading: cancel the rest
-                self.cancel(job.request.request_id)
+        request_id = job.request.request_id
+
+        def forget() -> None:
             with self._live_lock:
-                self._live.pop(job.request.request_id, None)
+                self._live.pop(request_id, None)
+
+        return drain(job.out, abandon=lambda: self.cancel(request_id), finish=forget)
 
     # -- engine thread -------------------------------------------------
     def _run(self) -> None:

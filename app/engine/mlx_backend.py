@@ -46,6 +46,7 @@ from app.engine.errors import (
     ModelLoadError,
     ModelNotFoundError,
 )
+from app.engine.streams import drain
 from app.engine.textstream import TextAssembler
 from app.engine.types import Chunk, FinishReason, GenerateRequest, Message, SamplingParams, Timings
 
@@ -221,22 +222,13 @@ class MLXEngine:
 
     # -- caller side -----------------------------------------------------
     def _drain(self, job: _Job) -> Iterator[Chunk]:
-        done = False
-        try:
-            while True:
-                item = job.out.get()
-                if isinstance(item, BaseException):
-                    done = True
-                    raise item
-                yield item
-                if item.is_final:
-                    done = True
-                    return
-        finally:
-            if not done:  # the caller stopped reading: stop the work too
-                self.cancel(job.request.request_id)
+        request_id = job.request.request_id
+
+        def forget() -> None:
             with self._cond:
-                self._live.pop(job.request.request_id, None)
+                self._live.pop(request_id, None)
+
+        return drain(job.out, abandon=lambda: self.cancel(request_id), finish=forget)
 
     # -- worker thread ---------------------------------------------------
     def _run(self) -> None:

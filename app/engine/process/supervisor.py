@@ -54,6 +54,7 @@ from app.engine.errors import (
 )
 from app.engine.llamacpp import EngineConfig
 from app.engine.process import ENGINE_CHILD, wire
+from app.engine.streams import drain
 from app.engine.types import Chunk, FinishReason, GenerateRequest
 
 log = logging.getLogger("soloist.engine.supervisor")
@@ -333,22 +334,12 @@ class ProcessEngine:
     # -- caller side -------------------------------------------------------
     def _drain(self, pending: _Pending) -> Iterator[Chunk]:
         request_id = pending.request.request_id
-        done = False
-        try:
-            while True:
-                item = pending.out.get()
-                if isinstance(item, BaseException):
-                    done = True
-                    raise item
-                yield item
-                if item.is_final:
-                    done = True
-                    return
-        finally:
-            if not done:  # the caller stopped reading: stop the work
-                self.cancel(request_id)
+
+        def forget() -> None:
             with self._lock:
                 self._pending.pop(request_id, None)
+
+        return drain(pending.out, abandon=lambda: self.cancel(request_id), finish=forget)
 
     def _dispatch(self, pending: _Pending, child: _Child | None) -> None:
         """Send ``pending`` to ``child`` unless it is already there (or no child is up)."""
