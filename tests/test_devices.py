@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -311,3 +314,26 @@ def test_symbols_are_found_in_whichever_library_exports_them() -> None:
     assert count() >= 1
     with pytest.raises(AttributeError, match="no_such_symbol"):
         devices._bind([libc], "ggml_no_such_symbol", None)
+
+
+def test_a_separately_built_llama_cpp_is_probed_where_libllama_comes_from() -> None:
+    """LLAMA_CPP_LIB_PATH points llama-cpp-python at other libraries; the probe follows."""
+    import llama_cpp
+
+    lib = Path(llama_cpp.__file__).parent / "lib"
+    code = (
+        "from app.engine.devices import _ggml_api, read_ggml_devices\n"
+        "api, lib_dir = _ggml_api()\n"
+        "print(lib_dir, [d.name for d in read_ggml_devices()])\n"
+    )
+    env = dict(os.environ, LLAMA_CPP_LIB_PATH=str(lib))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert out.startswith(str(lib))
+    assert "CPU" in out

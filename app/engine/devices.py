@@ -331,10 +331,21 @@ def _bind(libs: list[Any], symbol: str, restype: Any, *argtypes: Any) -> Any:
 
 @cache
 def _ggml_api() -> tuple[_GgmlApi, Path]:
-    from llama_cpp import _ctypes_extensions, _ggml
+    from llama_cpp import _ctypes_extensions
 
-    lib_dir = Path(_ggml.libggml_base_path)
-    libs = [_ggml.libggml]
+    # llama-cpp-python loads libllama from $LLAMA_CPP_LIB_PATH when it is set
+    # (a llama.cpp built separately, e.g. with CUDA), but its _ggml module
+    # always loads the package's own lib/: read the registry of the copy
+    # libllama uses, or the GPU it found is never seen here.
+    custom = os.environ.get("LLAMA_CPP_LIB_PATH")
+    if custom:
+        lib_dir = Path(custom)
+        libs = [_ctypes_extensions.load_shared_library("ggml", lib_dir)]
+    else:
+        from llama_cpp import _ggml
+
+        lib_dir = Path(_ggml.libggml_base_path)
+        libs = [_ggml.libggml]
     try:
         libs.append(_ctypes_extensions.load_shared_library("ggml-base", lib_dir))
     except (OSError, RuntimeError, FileNotFoundError):
