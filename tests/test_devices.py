@@ -316,11 +316,14 @@ def test_symbols_are_found_in_whichever_library_exports_them() -> None:
         devices._bind([libc], "ggml_no_such_symbol", None)
 
 
-def test_a_separately_built_llama_cpp_is_probed_where_libllama_comes_from() -> None:
+def test_a_separately_built_llama_cpp_is_probed_where_libllama_comes_from(
+    tmp_path: Path,
+) -> None:
     """LLAMA_CPP_LIB_PATH points llama-cpp-python at other libraries; the probe follows."""
     import llama_cpp
 
-    lib = Path(llama_cpp.__file__).parent / "lib"
+    lib = tmp_path / "custom-build"  # stands for a separately built llama.cpp
+    lib.symlink_to(Path(llama_cpp.__file__).parent / "lib", target_is_directory=True)
     code = (
         "from app.engine.devices import _ggml_api, read_ggml_devices\n"
         "api, lib_dir = _ggml_api()\n"
