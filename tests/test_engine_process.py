@@ -54,7 +54,8 @@ def make_engine(tmp_path: Path) -> Iterator[Callable[..., ProcessEngine]]:
         options: dict[str, object] = {
             "engine": engine_config,
             "heartbeat_interval_s": 0.2,
-            "heartbeat_timeout_s": 2.0,
+            # as in the app: a busy CI machine must not look like a hung child
+            "heartbeat_timeout_s": 5.0,
             "broken_models_file": tmp_path / "broken.json",
         }
         options.update(overrides)
@@ -361,7 +362,8 @@ def test_a_hung_child_is_killed_and_restarted(
     chunks = list(engine.generate(request))  # sent again to the new child
     assert chunks[-1].finish_reason in (FinishReason.LENGTH, FinishReason.STOP)
     took = time.monotonic() - stopped_at
-    assert took < 15, f"hang noticed only after {took:.1f} s"
+    # A bound, not a speed goal: 1 s of silence, then a kill and a restart.
+    assert took < 30, f"hang noticed only after {took:.1f} s"
     crash = engine.crashes[-1]
     assert "heartbeats" in crash.reason
     assert crash.retried == 1
