@@ -8,7 +8,6 @@ import io
 import json
 import os
 import pickle
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from holders import database_held_by_another_process
 
 from app import cli_backup
 from app.memory import db as db_module
@@ -464,21 +464,7 @@ def test_restore_refuses_while_another_process_holds_the_database(
     backed_up: tuple[Path, dict[str, int]], db_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     backup, _ = backed_up
-    holder_code = (
-        "import sys, duckdb\n"
-        f"conn = duckdb.connect({str(db_path)!r})\n"
-        "print('ready', flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", holder_code],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "ready"
+    with database_held_by_another_process(db_path) as holder:
         before = fingerprint(db_path.parent)
 
         assert soloist("restore", "--latest", "--yes") == 1
@@ -487,8 +473,6 @@ def test_restore_refuses_while_another_process_holds_the_database(
         assert soloist("backup") == 1
 
         assert fingerprint(db_path.parent) == before
-    finally:
-        holder.communicate(timeout=60)
     err = capsys.readouterr().err
     assert f"in use by another Soloist process (pid {holder.pid})" in err
     assert holder.returncode == 0

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from holders import database_held_by_another_process
 from test_search import HashEmbedder
 
 from app import cli_memory, paths
@@ -143,29 +142,13 @@ def test_refuses_while_another_process_holds_the_database(
 ) -> None:
     soloist_memory("add", "kept safe while the office runs")
     db_path = _db_path()
-    holder_code = (
-        "import sys, duckdb\n"
-        f"conn = duckdb.connect({str(db_path)!r})\n"
-        "print('ready', flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", holder_code],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "ready"
+    with database_held_by_another_process(db_path) as holder:
         before = {f.name: f.read_bytes() for f in db_path.parent.iterdir() if f.is_file()}
         capsys.readouterr()
         assert soloist_memory("add", "should not be written") == 1
         assert soloist_memory("search", "kept") == 1
         after = {f.name: f.read_bytes() for f in db_path.parent.iterdir() if f.is_file()}
         assert after == before
-    finally:
-        holder.communicate(timeout=60)
     err = capsys.readouterr().err
     assert f"in use by another Soloist process (pid {holder.pid})" in err
     assert "Nothing was changed" in err

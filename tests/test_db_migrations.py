@@ -8,12 +8,11 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from holders import database_held_by_another_process
 
 from app.memory.conversations import ConversationStore
 from app.memory.db import LATEST_VERSION, MIGRATIONS, Database
@@ -216,29 +215,11 @@ def test_migrations_out_of_order_are_a_bug_caught_before_any_file(
 @pytest.mark.slow
 def test_file_held_by_another_process_is_reported_as_locked(db_path: Path) -> None:
     build(db_path, MIGRATIONS)
-    holder_code = (
-        "import sys, duckdb\n"
-        f"conn = duckdb.connect({str(db_path)!r})\n"
-        "print('ready', flush=True)\n"
-        "sys.stdin.read()\n"
-        "conn.close()\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", holder_code],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "ready"
-
+    with database_held_by_another_process(db_path) as holder:
         with pytest.raises(DatabaseLockedError) as caught:
             Database.open(db_path)
         with pytest.raises(DatabaseLockedError):
             Database.open_readonly(db_path)
-    finally:
-        holder.communicate(timeout=30)
 
     assert caught.value.pid == holder.pid
     message = str(caught.value)
