@@ -31,7 +31,6 @@ import logging
 import os
 import queue
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -54,18 +53,18 @@ from app.engine.errors import (
 )
 from app.engine.llamacpp import EngineConfig
 from app.engine.process import ENGINE_CHILD, wire
+from app.engine.process.crashes import (
+    CRASH_SIGNALS,
+    BrokenModels,
+    CrashRecord,
+    crash_reason,
+    signal_name,
+)
 from app.engine.streams import drain
 from app.engine.types import Chunk, FinishReason, GenerateRequest
 
 log = logging.getLogger("soloist.engine.supervisor")
 child_log = logging.getLogger("soloist.engine.child")
-
-# How a process ends when the code it ran crashed (rather than was stopped).
-CRASH_SIGNALS = frozenset(
-    getattr(signal, name)
-    for name in ("SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE")
-    if hasattr(signal, name)
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,25 +87,6 @@ class ProcessConfig:
     log_lines: int = 40  # of the child's stderr kept for crash reports
     command: tuple[str, ...] | None = None  # default: this Python, -m app.engine.process.child
     env: Mapping[str, str] | None = None  # extra environment for the child
-
-
-@dataclass(frozen=True, slots=True)
-class CrashRecord:
-    """Why one engine child ended, and what happened to its requests."""
-
-    at: float  # wall-clock time
-    pid: int
-    reason: str
-    exit_code: int | None
-    signal: str | None
-    last_log_lines: tuple[str, ...]
-    retried: int = 0
-    failed: int = 0
-    broken_model: str | None = None
-
-    def summary(self) -> str:
-        how = f"signal {self.signal}" if self.signal else f"exit code {self.exit_code}"
-        return f"engine process {self.pid} {self.reason} ({how})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +157,7 @@ class ProcessEngine:
         self._closed = threading.Event()
         self._wanted: list[str] = []  # models to reload after a restart
         self._strikes: dict[str, int] = {}  # kills while loading, per model
-        self._broken = _BrokenModels(self._config.broken_models_file)
+        self._broken = BrokenModels(self._config.broken_models_file)
         self._failed_starts = 0
         self._streak = 0  # restarts in a row without a healthy child between
         self.crashes: deque[CrashRecord] = deque(maxlen=64)
@@ -559,7 +539,7 @@ class ProcessEngine:
                     pid=popen.pid,
                     reason=f"failed to start ({type(exc).__name__})",
                     exit_code=popen.returncode,
-                    signal=_signal_name(popen.returncode),
+                    signal=signal_name(popen.returncode),
                     last_log_lines=tuple(tail),
                 )
             ) from exc
@@ -634,7 +614,7 @@ class ProcessEngine:
         child.log_thread.join(timeout=2)  # the pipe ends with the process: read it all
         _close_quietly(child)
         code = child.popen.returncode
-        sig = _signal_name(code)
+        sig = signal_name(code)
         broken = self._judge_models(loading, code, reason, tuple(child.log_tail))
         retried = failed = 0
         record_reason = reason
@@ -700,7 +680,7 @@ class ProcessEngine:
             strikes = self._strikes.get(path, 0) + 1
             self._strikes[path] = strikes
             if crashed or strikes >= 2:
-                why = _crash_reason(code, reason, tail)
+                why = crash_reason(code, reason, tail)
                 self._broken.add(path, why)
                 log.error("model %s marked broken: %s", Path(path).name, why)
                 broken = path
@@ -780,68 +760,6 @@ class _StartTimeoutError(Exception):
     pass
 
 
-class _BrokenModels:
-    """Models that crashed the engine, kept in a small JSON file.
-
-    An entry is dropped when its file changes (size or mtime): the owner
-    replaced the model.
-    """
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._entries: dict[str, dict[str, Any]] = self._read()
-
-    def reasons(self) -> dict[str, str]:
-        with self._lock:
-            stale = [p for p, e in self._entries.items() if _stamp(p) != e.get("stamp")]
-            for path in stale:
-                del self._entries[path]
-            if stale:
-                self._write()
-            return {p: str(e["reason"]) for p, e in self._entries.items()}
-
-    def add(self, path: str, reason: str) -> None:
-        with self._lock:
-            self._entries[path] = {"reason": reason, "at": time.time(), "stamp": _stamp(path)}
-            self._write()
-
-    def forget(self, path: str) -> bool:
-        with self._lock:
-            found = self._entries.pop(path, None) is not None
-            self._write()
-            return found
-
-    def _read(self) -> dict[str, dict[str, Any]]:
-        if self._path is None:
-            return {}
-        try:
-            data = json.loads(self._path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict):
-            return {}
-        return {str(k): v for k, v in data.items() if isinstance(v, dict) and "reason" in v}
-
-    def _write(self) -> None:
-        if self._path is None:
-            return
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(self._entries, indent=2), encoding="utf-8")
-            tmp.replace(self._path)
-        except OSError as exc:
-            log.warning("broken-model list not saved: %s", type(exc).__name__)
-
-
-def _stamp(path: str) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
-
-
 def _read_log(popen: subprocess.Popen[bytes], tail: deque[str]) -> None:
     assert popen.stderr is not None
     with popen.stderr:
@@ -850,24 +768,6 @@ def _read_log(popen: subprocess.Popen[bytes], tail: deque[str]) -> None:
             if line:
                 tail.append(line)
                 child_log.info("[%d] %s", popen.pid, line)
-
-
-def _signal_name(code: int | None) -> str | None:
-    if code is None or code >= 0:
-        return None
-    try:
-        return signal.Signals(-code).name
-    except ValueError:
-        return str(-code)
-
-
-def _crash_reason(code: int | None, reason: str, tail: tuple[str, ...]) -> str:
-    sig = _signal_name(code)
-    how = f"killed by {sig}" if sig else f"{reason}, exit code {code}"
-    # The most telling line: an assertion or error from llama.cpp, else the last.
-    telling = [ln for ln in tail if "ASSERT" in ln or "error" in ln.lower()]
-    last = (telling or list(tail) or [""])[-1].strip()
-    return f"{how}: {last[-200:]}" if last else how
 
 
 def _terminate(popen: subprocess.Popen[bytes]) -> None:
