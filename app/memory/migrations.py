@@ -20,35 +20,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import duckdb
 
 from app.memory.errors import MigrationError, SchemaTooNewError
+from app.memory.migrations_base import Migration, MigrationStep
+
+__all__ = [
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "Migration",
+    "MigrationStep",
+    "latest_version",
+    "migrate",
+    "read_version",
+]
+from app.memory.schema_crm import CRM
+from app.memory.schema_dav import DAV
+from app.memory.schema_mail import MAIL
+from app.memory.schema_store import STORE
 
 log = logging.getLogger("soloist.memory")
-
-MigrationStep = Callable[[duckdb.DuckDBPyConnection], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One schema version: SQL statements, or a callable for data changes."""
-
-    version: int
-    description: str
-    apply: tuple[str, ...] | MigrationStep
-
-    def run(self, conn: duckdb.DuckDBPyConnection) -> None:
-        """Apply this migration on ``conn`` (inside the caller's transaction)."""
-        if callable(self.apply):
-            self.apply(conn)
-            return
-        for statement in self.apply:
-            conn.execute(statement)
-
 
 _SETTINGS = Migration(
     1,
@@ -342,6 +336,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     _SESSIONS,
     _LONG_TERM,
     _INGESTION,
+    MAIL,
+    DAV,
+    CRM,
+    STORE,
 )
 LATEST_VERSION: int = MIGRATIONS[-1].version
 
