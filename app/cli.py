@@ -53,12 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
     chat.add_argument("prompt", help="what to say")
     _add_bench_parser(sub)
-    from app import cli_backup, cli_memory, cli_models, cli_serve
+    from app import cli_backup, cli_connections, cli_memory, cli_models, cli_serve
 
     cli_models.add_parser(sub)
     cli_serve.add_parser(sub)
     cli_backup.add_parser(sub)
     cli_memory.add_parser(sub)
+    cli_connections.add_parser(sub)
     return parser
 
 
@@ -187,6 +188,12 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connections(args: argparse.Namespace) -> int:
+    from app import cli_connections
+
+    return cli_connections.run(args)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "doctor": _doctor,
     "bench": _bench,
@@ -194,6 +201,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
     "backup": _backups,
     "memory": _memory,
+    "connections": _connections,
     "restore": _backups,
     "chat": _chat,
 }

@@ -43,6 +43,7 @@ from app.secrets import (
 )
 
 if TYPE_CHECKING:  # numpy and the indexes load on the memory thread, not with this module
+    from app.integrations.service import Connections, SyncLoop
     from app.memory.service import MemoryService
 
 log = logging.getLogger("soloist.office")
@@ -205,6 +206,9 @@ class Office:
             target=self._start_memory, name="soloist-memory-start", daemon=True
         )
         self._memory_starter.start()
+        self._connections: Connections | None = None
+        self._sync_loop: SyncLoop | None = None
+        self._connections_lock = threading.Lock()
 
     # -- maintenance ---------------------------------------------------
     def _maintain(self, first_after_s: float = 60.0, every_s: float = 3600.0) -> None:
@@ -259,6 +263,34 @@ class Office:
 
             return SentenceTransformerEmbedder()
         return embedder
+
+    # -- connectors ----------------------------------------------------
+    @property
+    def connections(self) -> Connections:
+        """Accounts and connectors, made on first use (importing them takes a moment)."""
+        with self._connections_lock:
+            if self._connections is None:
+                from app.integrations.service import Connections
+
+                self._connections = Connections(self.db, self.secrets, self._memory_sink)
+            return self._connections
+
+    def _memory_sink(self) -> MemoryService | None:
+        try:
+            return self.memory
+        except StoreError:
+            return None
+
+    def start_sync(self, interval_s: float = 300.0, first_after_s: float = 30.0) -> SyncLoop:
+        """Sync every enabled account in the background (the app calls this after start-up)."""
+        connections = self.connections
+        with self._connections_lock:
+            if self._sync_loop is None:
+                from app.integrations.service import SyncLoop
+
+                self._sync_loop = SyncLoop(connections, interval_s, first_after_s)
+                self._sync_loop.start()
+            return self._sync_loop
 
     # -- engine --------------------------------------------------------
     @property
@@ -440,6 +472,13 @@ class Office:
         """Stop memory, the API and the engine, then close the database (reverse of opening)."""
         self._maintenance_stop.set()
         self._maintenance.join(timeout=30)
+        with self._connections_lock:
+            sync_loop, connections = self._sync_loop, self._connections
+            self._sync_loop = self._connections = None
+        if sync_loop is not None:
+            sync_loop.stop()
+        if connections is not None:
+            connections.close()
         self._memory_starter.join(timeout=30)
         with self._memory_lock:
             memory, self._memory, self._memory_closed = self._memory, None, True

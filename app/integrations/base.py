@@ -109,7 +109,7 @@ class MemorySink(Protocol):
         kind: str = ...,
         scope: str = ...,
         provenance: Provenance | None = ...,
-        metadata: Mapping[str, JsonValue] | None = ...,
+        metadata: dict[str, JsonValue] | None = ...,
     ) -> object: ...
 
 

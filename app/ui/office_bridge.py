@@ -56,6 +56,8 @@ class OfficeBridge(QObject):
         log.info("office attached")
         self.opened.emit()
         self.refresh()
+        # Connector accounts sync in the background (their imports stay off this thread).
+        self._jobs.run(office.start_sync, lambda _loop: None, self._report_error)
 
     @property
     def busy(self) -> bool:
