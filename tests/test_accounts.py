@@ -162,3 +162,19 @@ def test_with_the_real_secret_service_the_secret_is_nowhere_but_the_keyring(
     assert secret not in caplog.text
     store.remove("real")
     assert SecretStore().find(SecretRef("echo-test:real:password")) is None
+
+
+class PlaintextKeyring(MemoryKeyring):
+    """Named like keyrings.alt's file backend: the store must refuse it."""
+
+
+def test_with_only_a_file_keyring_no_secret_is_stored_anywhere(db: Database) -> None:
+    from app.secrets import SecretsUnavailableError
+
+    backend = PlaintextKeyring()
+    store = AccountStore(db, SecretStore(backend=backend))  # type: ignore[arg-type]
+    store.add("echo-test", "x", {}, account_id="a1")
+    with pytest.raises(SecretsUnavailableError, match="never in a file"):
+        store.set_secret("a1", "password", "hunter2")
+    assert backend.values == {}
+    assert b"hunter2" not in db.path.read_bytes()

@@ -1,7 +1,8 @@
 """The layering rules of DESIGN.md, checked on the source with ``ast``.
 
 Only ``app/ui`` may import Qt; ``app/engine`` imports nothing of the other
-layers; ``app/memory`` never reaches up into integrations, agents or the UI.
+layers; ``app/memory`` never reaches up into integrations, agents or the UI;
+``app/integrations`` never imports agents, the UI, the office or the engine.
 The start path (office and engine types) stays light: no Qt, no torch.
 """
 
@@ -23,6 +24,7 @@ QT_MODULES = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "shiboken2", "PySide2")
 FORBIDDEN = {
     "engine": ("app.memory", "app.agents", "app.integrations", "app.ui", "app.office"),
     "memory": ("app.integrations", "app.agents", "app.ui"),
+    "integrations": ("app.agents", "app.ui", "app.office", "app.engine"),
 }
 
 
