@@ -83,7 +83,11 @@ def discover(http: HttpClient, url: str) -> Discovery:
 
 
 def _principal(http: HttpClient, url: str) -> str | None:
-    for candidate in (url, urljoin(url, "/.well-known/carddav"), urljoin(url, "/.well-known/caldav")):
+    for candidate in (
+        url,
+        urljoin(url, "/.well-known/carddav"),
+        urljoin(url, "/.well-known/caldav"),
+    ):
         target = _follow_redirects(http, candidate)
         if target is None:
             continue

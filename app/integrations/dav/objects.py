@@ -96,8 +96,7 @@ class CollectionClient:
         return self.url + href
 
     def href_for(self, uid: str) -> str:
-        """The path a new object with this UID gets: ``<collection>/<uid>.ics``."""
-        return urlsplit(self.url).path + quote(uid, safe="@-_.+") + self.kind.extension
+        return object_href(self.url, uid, self.kind.extension)
 
     def get(self, href: str) -> DavObject:
         response = self.http.request("GET", self.resolve(href))
@@ -152,6 +151,13 @@ class CollectionClient:
                 continue
             objects.append(DavObject(response.href, response.etag, data.text))
         return objects
+
+
+def object_href(collection_url: str, uid: str, extension: str) -> str:
+    """The path a new object with this UID gets: ``<collection path>/<uid>.ics``."""
+    base = urlsplit(collection_url).path
+    base = base if base.endswith("/") else base + "/"
+    return base + quote(uid, safe="@-_.+") + extension
 
 
 def _path(href: str) -> str:

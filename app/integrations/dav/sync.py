@@ -53,7 +53,7 @@ _UNSUPPORTED = frozenset({400, 405, 415, 501})
 _MAX_TOKEN_STATE = 64 * 2**20
 
 
-class _SyncUnsupported(Exception):
+class _SyncUnsupportedError(Exception):
     """The server does not do sync-collection on this collection."""
 
 
@@ -97,7 +97,7 @@ class CollectionSync:
         if self.use_sync_collection and not (token or "").startswith(FALLBACK_PREFIX):
             try:
                 result = self._sync_collection(token)
-            except _SyncUnsupported:
+            except _SyncUnsupportedError:
                 log.info("sync-collection unsupported; using ctag/etag fallback")
                 result = self._fallback(None)
         else:
@@ -128,7 +128,7 @@ class CollectionSync:
                 return self._sync_collection(None)
             raise http.status_error(response)
         if response.status_code in _UNSUPPORTED or response.status_code != 207:
-            raise _SyncUnsupported
+            raise _SyncUnsupportedError
         status = parse_multistatus(response.content)
         changed: list[str] = []
         deleted: list[str] = []
@@ -138,7 +138,9 @@ class CollectionSync:
             (deleted if item.status == 404 else changed).append(item.href)
         objects = self.client.multiget(changed)
         gone = _missing(changed, objects)  # removed between the listing and the read
-        return DavSyncResult(tuple(objects), tuple(deleted + gone), status.sync_token, token is None)
+        return DavSyncResult(
+            tuple(objects), tuple(deleted + gone), status.sync_token, token is None
+        )
 
     # -- ctag / etag fallback ------------------------------------------------
     def _fallback(self, token: str | None) -> DavSyncResult:

@@ -148,7 +148,7 @@ def propfind_body(props: Iterable[str]) -> bytes:
 
 
 def to_bytes(root: ET.Element) -> bytes:
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
 XML_HEADERS = {"Content-Type": "application/xml; charset=utf-8"}
