@@ -37,9 +37,12 @@ __all__ = [
     "migrate",
     "read_version",
 ]
+from app.memory.schema_agents import AGENTS
+from app.memory.schema_automations import AUTOMATIONS
 from app.memory.schema_crm import CRM
 from app.memory.schema_dav import DAV
 from app.memory.schema_mail import MAIL
+from app.memory.schema_outbox import OUTBOX
 from app.memory.schema_store import STORE
 
 log = logging.getLogger("soloist.memory")
@@ -340,6 +343,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     DAV,
     CRM,
     STORE,
+    AGENTS,
+    OUTBOX,
+    AUTOMATIONS,
 )
 LATEST_VERSION: int = MIGRATIONS[-1].version
 
