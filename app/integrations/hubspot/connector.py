@@ -219,8 +219,9 @@ class HubSpotConnector(Connector):
             "deal_id": {"type": "string"},
             "stage": {"type": "string"},
         }
+        note_types: list[JsonValue] = [*sorted(NOTE_ASSOCIATION_TYPES)]
         note_args: dict[str, JsonValue] = {
-            "object_type": {"type": "string", "enum": sorted(NOTE_ASSOCIATION_TYPES)},
+            "object_type": {"type": "string", "enum": note_types},
             "object_id": {"type": "string"},
             "body": {"type": "string"},
         }
@@ -378,6 +379,10 @@ class HubSpotConnector(Connector):
         return None
 
     # -- sync -------------------------------------------------------------
+    def sync(self) -> dict[str, int]:
+        """What the office's background sync calls (``Syncable``): contacts only."""
+        return {"contacts": self.sync_contacts()}
+
     def sync_contacts(self) -> int:
         """Pull contacts modified since the last sync into ``hubspot_contacts``; the count."""
         started = time.perf_counter()
