@@ -25,5 +25,51 @@ MAIL = Migration(
             updated_at  TIMESTAMP NOT NULL
         )
         """,
+        # IMAP sync state per folder: which UIDVALIDITY the stored rows belong
+        # to and the highest UID stored; a sync fetches only UIDs above it.
+        """
+        CREATE TABLE mail_folders (
+            account_id    TEXT NOT NULL,
+            folder        TEXT NOT NULL,      -- the server's mailbox name
+            special_use   TEXT,               -- '\\Sent', '\\Drafts'... or NULL
+            uidvalidity   BIGINT NOT NULL,
+            last_uid      BIGINT NOT NULL,    -- highest UID stored; 0 before any
+            highestmodseq BIGINT,             -- CONDSTORE: flags known up to it
+            initial_done  BOOLEAN NOT NULL,   -- the first full sync finished
+            synced_at     TIMESTAMP NOT NULL, -- UTC
+            PRIMARY KEY (account_id, folder)
+        )
+        """,
+        # One row per message per folder. ``id`` is the stable local id tools
+        # use; the key is the server's (UIDVALIDITY, UID). Addresses and
+        # references are JSON arrays. Raw bytes are not kept.
+        """
+        CREATE TABLE mail_messages (
+            id            TEXT NOT NULL UNIQUE,
+            account_id    TEXT NOT NULL,
+            folder        TEXT NOT NULL,
+            uidvalidity   BIGINT NOT NULL,
+            uid           BIGINT NOT NULL,
+            message_id    TEXT,
+            thread_id     TEXT NOT NULL,
+            in_reply_to   TEXT,
+            refs          JSON NOT NULL,
+            subject       TEXT NOT NULL,
+            from_name     TEXT,
+            from_email    TEXT,
+            to_addrs      JSON NOT NULL,      -- [[name, email], ...]
+            cc_addrs      JSON NOT NULL,
+            sent_at       TIMESTAMP,          -- UTC, the Date header
+            received_at   TIMESTAMP,          -- UTC, the server's INTERNALDATE
+            size          BIGINT NOT NULL,
+            flags         TEXT NOT NULL,      -- space-separated IMAP flags
+            body_text     TEXT NOT NULL,
+            attachments   JSON NOT NULL,
+            synced_at     TIMESTAMP NOT NULL, -- UTC
+            PRIMARY KEY (account_id, folder, uidvalidity, uid)
+        )
+        """,
+        "CREATE INDEX mail_messages_message_id ON mail_messages (account_id, message_id)",
+        "CREATE INDEX mail_messages_thread ON mail_messages (account_id, thread_id)",
     ),
 )
