@@ -9,6 +9,9 @@ soloist serve --model PATH   the local OpenAI-compatible API (loopback, bearer t
 soloist backup [--json]      back up the office database now (with Soloist closed)
 soloist restore --list|--latest|PATH [--yes]   put a backup back, keeping the old file aside
 soloist memory search|add|ingest|history|rollback   long-term memory (with Soloist closed)
+soloist connections kinds|list|add|secret|test|sync|remove   connector accounts (Soloist closed)
+soloist crm import|duplicates       contacts from CSV/vCard, possible duplicates (Soloist closed)
+soloist orders import FILE --source S   a shop's order export (with Soloist closed)
 
 --engine process|inprocess   where the app runs llama.cpp (default: a supervised
                              child process; inprocess is for debugging)
@@ -53,13 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
     chat.add_argument("prompt", help="what to say")
     _add_bench_parser(sub)
-    from app import cli_backup, cli_connections, cli_memory, cli_models, cli_serve
+    from app import cli_backup, cli_connections, cli_crm, cli_memory, cli_models, cli_serve
 
     cli_models.add_parser(sub)
     cli_serve.add_parser(sub)
     cli_backup.add_parser(sub)
     cli_memory.add_parser(sub)
     cli_connections.add_parser(sub)
+    cli_crm.add_parser(sub)
     return parser
 
 
@@ -194,6 +198,12 @@ def _connections(args: argparse.Namespace) -> int:
     return cli_connections.run(args)
 
 
+def _crm(args: argparse.Namespace) -> int:
+    from app import cli_crm
+
+    return cli_crm.run(args)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "doctor": _doctor,
     "bench": _bench,
@@ -202,6 +212,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "backup": _backups,
     "memory": _memory,
     "connections": _connections,
+    "crm": _crm,
+    "orders": _crm,
     "restore": _backups,
     "chat": _chat,
 }

@@ -5,6 +5,9 @@ nothing on the bus is D-Bus-activated behind our back) and a
 ``gnome-keyring-daemon --unlock`` on it, with HOME and XDG dirs in a
 temporary folder; both are stopped after the test. Import the fixture into
 a test module to use it.
+
+``MemoryKeyring`` is the in-memory backend for the logic tests, shared by
+every test module that needs a keyring but not the real one.
 """
 
 from __future__ import annotations
@@ -39,6 +42,32 @@ _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Confi
   </policy>
 </busconfig>
 """
+
+
+class MemoryKeyring:
+    """A duck-typed keyring backend kept in a dict (the real one is ``secret_service``).
+
+    ``priority`` is what ``SecretStore`` checks before using a backend; a
+    subclass named like a file backend (``PlaintextKeyring``) is refused by
+    that name, as the real ones are.
+    """
+
+    priority: float = 1.0
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.values.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.values[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        from keyring.errors import PasswordDeleteError
+
+        if self.values.pop((service, username), None) is None:
+            raise PasswordDeleteError(username)
 
 
 # ------------------------------------------------------------------ fixtures

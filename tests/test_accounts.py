@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from keyring_service import MemoryKeyring
 
 from app.integrations.accounts import AccountStore, check_config
 from app.integrations.base import (
@@ -31,27 +32,6 @@ class EchoConnector(Connector):
 
     def test_connection(self) -> ConnectionReport:
         return ConnectionReport(True, f"password has {len(self.secret())} characters")
-
-
-class MemoryKeyring:
-    """A keyring backend in a dict, for the logic tests (the real one is below)."""
-
-    priority = 1.0
-
-    def __init__(self) -> None:
-        self.values: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, key: str) -> str | None:
-        return self.values.get((service, key))
-
-    def set_password(self, service: str, key: str, value: str) -> None:
-        self.values[(service, key)] = value
-
-    def delete_password(self, service: str, key: str) -> None:
-        from keyring.errors import PasswordDeleteError
-
-        if self.values.pop((service, key), None) is None:
-            raise PasswordDeleteError(key)
 
 
 @pytest.fixture

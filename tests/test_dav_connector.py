@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from dav_server import DavServer, radicale  # noqa: F401  (fixture)
+from keyring_service import MemoryKeyring
 from servers import free_port
 
 from app.integrations.base import Account, ConnectorContext, ConnectorEvent, connector_class
@@ -18,25 +19,6 @@ from app.integrations.errors import ConnectorAuthError, ConnectorUnreachableErro
 from app.integrations.ratelimit import Backoff
 from app.memory.db import Database
 from app.secrets import SecretStore
-
-
-class DictKeyring:
-    """An in-memory keyring backend for the logic tests (the real one is ``secret_service``)."""
-
-    priority: float = 1.0
-
-    def __init__(self) -> None:
-        self.data: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.data.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.data[service, username] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        del self.data[service, username]
-
 
 CARD = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:{uid}\r\nFN:{name}\r\nEMAIL:{email}\r\n" \
        "ORG:{org}\r\nEND:VCARD\r\n"  # fmt: skip
@@ -82,7 +64,7 @@ def test_sync_fills_the_store_and_tools_read_it(
 ) -> None:
     events: list[ConnectorEvent] = []
     connector = make_connector(
-        db, SecretStore(DictKeyring()), seeded.url, user=seeded.user,
+        db, SecretStore(MemoryKeyring()), seeded.url, user=seeded.user,
         password=seeded.password, events=events, use_sync_collection=use_sync_collection,
     )  # fmt: skip
     try:
@@ -125,7 +107,7 @@ def test_sync_fills_the_store_and_tools_read_it(
 def test_sync_picks_up_deletions(seeded: DavServer, db: Database) -> None:
     events: list[ConnectorEvent] = []
     connector = make_connector(
-        db, SecretStore(DictKeyring()), seeded.url, user=seeded.user, password=seeded.password,
+        db, SecretStore(MemoryKeyring()), seeded.url, user=seeded.user, password=seeded.password,
         events=events,
     )  # fmt: skip
     try:
@@ -155,7 +137,7 @@ def test_with_the_real_keyring(seeded: DavServer, db: Database, secret_service: 
 
 def test_wrong_password_is_an_auth_error(radicale: DavServer, db: Database) -> None:  # noqa: F811
     connector = make_connector(
-        db, SecretStore(DictKeyring()), radicale.url, user=radicale.user,
+        db, SecretStore(MemoryKeyring()), radicale.url, user=radicale.user,
         password="wrong-password", events=[],
     )  # fmt: skip
     try:
@@ -171,7 +153,7 @@ def test_wrong_password_is_an_auth_error(radicale: DavServer, db: Database) -> N
 def test_server_down_is_unreachable(db: Database) -> None:
     url = f"http://127.0.0.1:{free_port()}/"
     connector = make_connector(
-        db, SecretStore(DictKeyring()), url, user="ana", password="pw", events=[]
+        db, SecretStore(MemoryKeyring()), url, user="ana", password="pw", events=[]
     )
     try:
         assert not connector.test_connection().ok
@@ -186,7 +168,7 @@ def test_a_tls_certificate_that_does_not_verify_is_refused(db: Database) -> None
         raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
 
     account = Account("dav1", "dav", "Home", {"url": "https://dav.test/", "username": "ana"})
-    secrets = SecretStore(DictKeyring())
+    secrets = SecretStore(MemoryKeyring())
     secrets.set(account.secret_ref("password"), "pw")
     connector = DavConnector(
         account, ConnectorContext(db=db, secrets=secrets), transport=httpx.MockTransport(handler)

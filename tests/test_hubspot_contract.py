@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-from contract_server import ContractServer, DictKeyring, FakeClock, Recorded, Reply
-from keyring_service import NEEDS_DAEMON
+from contract_server import ContractServer, FakeClock, Recorded, Reply
+from keyring_service import NEEDS_DAEMON, MemoryKeyring
 
 from app.integrations.base import Account, ConnectorContext
 from app.integrations.errors import (
@@ -56,7 +56,7 @@ def clock() -> FakeClock:
 
 def connector_for(url: str, db: Database, clock: FakeClock, secrets: SecretStore | None = None):  # type: ignore[no-untyped-def]
     if secrets is None:
-        secrets = SecretStore(DictKeyring())  # type: ignore[arg-type]
+        secrets = SecretStore(MemoryKeyring())  # type: ignore[arg-type]
         account = Account("hs1", "hubspot", "Work", {"base_url": url})
         secrets.set(account.secret_ref("token"), TOKEN)
     account = Account("hs1", "hubspot", "Work", {"base_url": url})

@@ -33,6 +33,7 @@ from app.integrations.base import (
 from app.integrations.catalog import load_connectors
 from app.integrations.errors import ConnectorError
 from app.memory.db import Database
+from app.memory.errors import StoreError
 from app.secrets import SecretsError, SecretStore
 
 log = logging.getLogger("soloist.integrations")
@@ -145,7 +146,7 @@ class Connections:
         previous = self._status.get(account_id)
         try:
             result = connector.sync()
-        except (ConnectorError, SecretsError) as exc:
+        except (ConnectorError, SecretsError, StoreError) as exc:
             failures = (previous.failures_in_a_row if previous else 0) + 1
             status = SyncStatus(
                 account_id, False, str(exc), time.time(), _s_since(started), failures

@@ -2,8 +2,8 @@
 
 Kept in the office DuckDB (``app.memory.schema_crm``); filled from CSV and
 vCard files (``importers``), kept free of duplicates (``dedupe``) and in
-step with a CardDAV address book (``carddav_sync``). ``connector`` makes it
-available to agents as tools and actions.
+step with a CardDAV address book (``carddav_sync``; which book: ``dav_link``).
+``connector`` makes it available to agents as tools and actions.
 """
 
 from app.integrations.crm.carddav_sync import AddressBook, CardDavSync, SyncReport

@@ -89,6 +89,26 @@ class SyncReport:
     conflicts: int = 0
     defects: list[str] = field(default_factory=list)
 
+    @property
+    def summary(self) -> str:
+        """One line for the sync status: counts only."""
+        text = (
+            f"from the address book {self.pulled_new} new, {self.pulled_updated} updated, "
+            f"{self.pulled_deleted} deleted; to it {self.pushed_new} new, "
+            f"{self.pushed_updated} updated, {self.pushed_deleted} deleted"
+        )
+        if self.conflicts:
+            text += f"; {self.conflicts} conflicts (each losing version kept as a note)"
+        if self.defects:
+            text += f"; {len(self.defects)} cards left as they were"
+        return text
+
+    def counts(self) -> dict[str, int]:
+        """The counts by name, for an event."""
+        names = ("pulled_new", "pulled_updated", "pulled_deleted", "pushed_new",
+                 "pushed_updated", "pushed_deleted", "conflicts")  # fmt: skip
+        return {name: int(getattr(self, name)) for name in names} | {"defects": len(self.defects)}
+
 
 @dataclass(frozen=True, slots=True)
 class _Link:

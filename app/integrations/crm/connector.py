@@ -2,6 +2,8 @@
 
 The CRM lives in the office database, so there is nothing to log in to
 (``secret_fields = ()``) and ``test_connection`` only checks its tables.
+``sync`` keeps people in step with the address book of a contacts account
+the settings link to (``dav_link``); without a link it has nothing to do.
 Its actions still go through prepare / execute / reconcile like any other
 side effect, so the outbox treats them alike: ``prepare`` validates and
 fixes every id (the note's, the person's...) and an idempotency key;
@@ -34,7 +36,9 @@ from app.integrations.base import (
     Tool,
     register,
 )
+from app.integrations.crm.carddav_sync import CardDavSync
 from app.integrations.crm.connector_actions import ActionSpec, ActionSpecs, parse_time
+from app.integrations.crm.dav_link import dav_link, open_linked_book
 from app.integrations.crm.models import DealStage
 from app.integrations.crm.store import CrmStore, person_as_dict
 from app.integrations.errors import ActionError
@@ -44,6 +48,7 @@ from app.memory.errors import StoreError
 log = logging.getLogger("soloist.integrations.crm")
 
 Clock = Callable[[], datetime]
+NOT_LINKED = "no address book linked"
 
 
 def _obj(**props: JsonValue) -> JsonObject:
@@ -79,6 +84,8 @@ class CrmConnector(Connector):
     display_name: ClassVar[str] = "CRM (people, companies, deals; kept on this computer)"
     settings_schema: ClassVar[dict[str, str]] = {
         "default_country_code": "Optional: your country's calling code for phone numbers, e.g. 49",
+        "dav_account": "Optional: the id of a contacts (CardDAV) account to keep people in step",
+        "address_book": "Optional: the URL of that account's address book, if it has several",
     }
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -100,6 +107,22 @@ class CrmConnector(Connector):
             return ConnectionReport(False, f"the CRM tables cannot be read: {exc}")
         summary = f"{people[0] if people else 0} people, {deals[0] if deals else 0} open deals"
         return ConnectionReport(True, summary, elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    # -- address book sync --------------------------------------------------------------
+    def sync(self) -> str:
+        """Two-way sync with the linked address book (``Syncable``); a one-line summary."""
+        link = dav_link(self.account)
+        if link is None:
+            return NOT_LINKED
+        book = open_linked_book(link, self.context)
+        try:
+            report = CardDavSync(self.store, book.client, book.book_id).run()
+        finally:
+            book.close()
+        self.context.emit(
+            ConnectorEvent("crm.address_book_synced", self.account.id, report.counts())
+        )
+        return report.summary
 
     # -- tools ------------------------------------------------------------------------
     def tools(self) -> Sequence[Tool]:

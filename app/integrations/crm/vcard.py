@@ -13,18 +13,34 @@ text); only a file from which no card at all can be read raises
 Properties the CRM does not model (PHOTO, X-..., NICKNAME...) are kept in
 ``VCard.extra`` and written back, so a sync never strips what another app
 stored on the server.
+
+This module is the card model and the read/write API; the syntax of one
+content line (unfolding, parameters, escaping, folding at 75 octets) is in
+``vcard_syntax``.
 """
 
 from __future__ import annotations
 
 import codecs
-import quopri
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from app.integrations.crm.models import ContactPoint, PostalAddress
+from app.integrations.crm.vcard_syntax import (
+    ContentLineError,
+    Params,
+    VCardProperty,
+    clean,
+    components,
+    decode_transfer,
+    escape,
+    fold,
+    logical_lines,
+    params_text,
+    parse_line,
+    split_unescaped,
+    unescape,
+)
 from app.integrations.errors import MalformedDataError
 
 __all__ = [
@@ -35,7 +51,10 @@ __all__ = [
     "VCardParseResult",
     "VCardProperty",
     "decode_bytes",
+    "escape",
+    "fold",
     "parse_vcards",
+    "unescape",
     "write_vcard",
 ]
 
@@ -44,34 +63,13 @@ MAX_CARD_CHARS = 4 * 2**20  # a card with a large photo still fits
 MAX_CARDS = 100_000
 MAX_PROPERTIES = 5_000
 _MAX_DEFECTS_KEPT = 200
-_FOLD_OCTETS = 75
 _PRODID = "-//Soloist//CRM//EN"
 
-Params = tuple[tuple[str, tuple[str, ...]], ...]
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_NAME_OK = re.compile(r"[A-Za-z0-9-]+")
 _GENERIC_TYPES = frozenset({"pref", "internet", "voice", "x400"})
 _MODELLED = frozenset(
     {"FN", "N", "ORG", "TITLE", "EMAIL", "TEL", "ADR", "NOTE", "UID", "REV"}
     | {"CATEGORIES", "URL", "BDAY", "VERSION", "PRODID", "BEGIN", "END"}
 )
-_ENCODING_WORDS = frozenset({"QUOTED-PRINTABLE", "BASE64", "B", "8BIT", "7BIT"})
-
-
-@dataclass(frozen=True, slots=True)
-class VCardProperty:
-    """One content line as read: ``value`` is still in vCard syntax (escaped)."""
-
-    name: str
-    value: str
-    params: Params = ()
-    group: str = ""
-
-    def param(self, key: str) -> tuple[str, ...]:
-        for name, values in self.params:
-            if name == key:
-                return values
-        return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +133,7 @@ def parse_vcards(source: str | bytes) -> VCardParseResult:
     if len(text) > MAX_INPUT_CHARS:
         raise MalformedDataError(f"the vCard file is larger than {MAX_INPUT_CHARS:,} characters")
     reader = _CardReader()
-    for line in _logical_lines(text):
+    for line in logical_lines(text):
         if not reader.feed(line):
             break
     reader.finish()
@@ -144,31 +142,6 @@ def parse_vcards(source: str | bytes) -> VCardParseResult:
         what = f"none of its {found} cards could be read" if found else "it holds no vCard"
         raise MalformedDataError(f"the vCard data cannot be read: {what}")
     return VCardParseResult(tuple(reader.cards), tuple(reader.defects), reader.skipped)
-
-
-def _logical_lines(text: str) -> list[str]:
-    """Unfold: a line starting with space or tab continues the one before;
-    a 2.1 quoted-printable line ending in ``=`` continues on the next."""
-    lines: list[str] = []
-    parts: list[str] = []
-    for raw in _LINE_BREAK.split(text):
-        if parts and raw[:1] in (" ", "\t"):
-            parts.append(raw[1:])
-        elif parts and parts[-1].endswith("=") and _is_quoted_printable(parts[0]):
-            parts[-1] = parts[-1][:-1]
-            parts.append(raw)
-        else:
-            if parts:
-                lines.append("".join(parts))
-            parts = [raw]
-    if parts:
-        lines.append("".join(parts))
-    return lines
-
-
-def _is_quoted_printable(first_part: str) -> bool:
-    head = first_part.split(":", 1)[0]
-    return "QUOTED-PRINTABLE" in head.upper()
 
 
 class _CardReader:
@@ -241,132 +214,10 @@ def _read_card(lines: list[str]) -> VCard:
         if not line.strip():
             continue
         try:
-            props.append(_decode_transfer(_parse_line(line)))
-        except _BadCardError as exc:
+            props.append(decode_transfer(parse_line(line)))
+        except ContentLineError as exc:
             raise _BadCardError(f"line {number} {exc}") from None
     return _card_from(props)
-
-
-def _parse_line(line: str) -> VCardProperty:
-    colon = _index_outside_quotes(line, ":")
-    if colon < 0:
-        colon = line.find(":")
-    if colon <= 0:
-        raise _BadCardError("has no name and value")
-    head = _split_outside_quotes(line[:colon], ";")
-    group, _, name = head[0].strip().rpartition(".")
-    if not _NAME_OK.fullmatch(name) or (group and not _NAME_OK.fullmatch(group)):
-        raise _BadCardError("has an invalid property name")
-    params = _merge_params(_parse_param(p) for p in head[1:] if p.strip())
-    return VCardProperty(name.upper(), line[colon + 1 :], params, group)
-
-
-def _index_outside_quotes(text: str, char: str) -> int:
-    quoted = False
-    for index, current in enumerate(text):
-        if current == '"':
-            quoted = not quoted
-        elif current == char and not quoted:
-            return index
-    return -1
-
-
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts: list[str] = []
-    start, quoted = 0, False
-    for index, current in enumerate(text):
-        if current == '"':
-            quoted = not quoted
-        elif current == sep and not quoted:
-            parts.append(text[start:index])
-            start = index + 1
-    parts.append(text[start:])
-    return parts
-
-
-def _parse_param(text: str) -> tuple[str, tuple[str, ...]]:
-    name, eq, raw = text.partition("=")
-    name = name.strip().upper()
-    if not eq:  # 2.1: TEL;WORK;VOICE or ;QUOTED-PRINTABLE
-        key = "ENCODING" if name in _ENCODING_WORDS else "TYPE"
-        return key, (name.lower() if key == "TYPE" else name,)
-    values = tuple(_param_value(v) for v in _split_outside_quotes(raw, ","))
-    if name == "TYPE":  # TYPE="home,pref" is a list too
-        values = tuple(t.strip().lower() for v in values for t in v.split(",") if t.strip())
-    return name, values
-
-
-def _param_value(raw: str) -> str:
-    value = raw.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1]
-    if "^" in value:  # RFC 6868
-        value = re.sub(r"\^(\^|n|')", lambda m: {"^": "^", "n": "\n", "'": '"'}[m[1]], value)
-    return value
-
-
-def _merge_params(
-    params: Iterable[tuple[str, tuple[str, ...]]],
-) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    merged: dict[str, tuple[str, ...]] = {}
-    for name, values in params:
-        merged[name] = merged.get(name, ()) + values
-    return tuple(merged.items())
-
-
-def _decode_transfer(prop: VCardProperty) -> VCardProperty:
-    """Undo 2.1 quoted-printable, so the value reads like any other."""
-    encoding = tuple(v.upper() for v in prop.param("ENCODING"))
-    if "QUOTED-PRINTABLE" not in encoding:
-        return prop
-    charset = (prop.param("CHARSET") or ("utf-8",))[0]
-    raw = quopri.decodestring(prop.value.encode("utf-8", errors="replace"))
-    try:
-        value = raw.decode(charset, errors="replace")
-    except LookupError:
-        value = raw.decode("utf-8", errors="replace")
-    kept = tuple(p for p in prop.params if p[0] not in ("ENCODING", "CHARSET"))
-    return VCardProperty(prop.name, value, kept, prop.group)
-
-
-def _split_unescaped(value: str, sep: str) -> list[str]:
-    """Split at ``sep`` characters that no backslash escapes."""
-    parts: list[str] = []
-    start, index = 0, 0
-    while index < len(value):
-        char = value[index]
-        if char == "\\":
-            index += 2
-            continue
-        if char == sep:
-            parts.append(value[start:index])
-            start = index + 1
-        index += 1
-    parts.append(value[start:])
-    return parts
-
-
-def unescape(value: str) -> str:
-    """``\\n`` to a newline, ``\\,`` ``\\;`` ``\\\\`` to the character; others kept bare."""
-    if "\\" not in value:
-        return value
-    out: list[str] = []
-    index = 0
-    while index < len(value):
-        char = value[index]
-        if char == "\\" and index + 1 < len(value):
-            nxt = value[index + 1]
-            out.append("\n" if nxt in "nN" else nxt)
-            index += 2
-            continue
-        out.append(char)
-        index += 1
-    return "".join(out)
-
-
-def _components(value: str, count: int) -> list[str]:
-    parts = [unescape(p) for p in _split_unescaped(value, ";")]
-    return (parts + [""] * count)[:count]
 
 
 def _label(prop: VCardProperty, labels: dict[str, str]) -> str:
@@ -418,9 +269,9 @@ class _CardBuilder:
         elif name == "VERSION":
             self.version = prop.value.strip()
         elif name == "N" and not self.name:
-            self.name = _components(prop.value, 5)
+            self.name = components(prop.value, 5)
         elif name == "ORG" and not self.org:
-            self.org = tuple(unescape(p) for p in _split_unescaped(prop.value, ";"))
+            self.org = tuple(unescape(p) for p in split_unescaped(prop.value, ";"))
         elif name == "EMAIL":
             self.emails.append(ContactPoint(unescape(prop.value), _label(prop, self.labels)))
         elif name == "TEL":
@@ -428,7 +279,7 @@ class _CardBuilder:
             number = number[4:] if number[:4].lower() == "tel:" else number
             self.phones.append(ContactPoint(number, _label(prop, self.labels)))
         elif name == "ADR":
-            box, ext, street, city, region, code, country = _components(prop.value, 7)
+            box, ext, street, city, region, code, country = components(prop.value, 7)
             label = _label(prop, self.labels)
             self.addresses.append(
                 PostalAddress(street, city, region, code, country, box, ext, label)
@@ -441,7 +292,7 @@ class _CardBuilder:
         if name == "URL":
             self.urls.append(prop.value)
         elif name == "CATEGORIES":
-            parts = map(unescape, _split_unescaped(prop.value, ","))
+            parts = map(unescape, split_unescaped(prop.value, ","))
             self.categories.extend(c for c in parts if c)
         elif name == "NOTE":
             self.notes.append(unescape(prop.value))
@@ -481,60 +332,9 @@ def _card_from(props: list[VCardProperty]) -> VCard:
 
 
 # -- writing ------------------------------------------------------------------------
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _clean(text: str) -> str:
-    """Newlines as \\n; control characters vCard cannot carry removed."""
-    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-def escape(text: str) -> str:
-    cleaned = _clean(text)
-    return (
-        cleaned.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;").replace("\n", "\\n")
-    )
-
-
-def _param_text(value: str, version: str) -> str:
-    cleaned = _clean(value)
-    if version == "4.0":
-        cleaned = cleaned.replace("^", "^^").replace("\n", "^n").replace('"', "^'")
-    else:
-        cleaned = cleaned.replace("\n", " ").replace('"', "'")
-    if cleaned and not any(c in cleaned for c in ',;:"'):
-        return cleaned
-    return f'"{cleaned}"'
-
-
-def _params_text(params: Params, version: str) -> str:
-    out = []
-    for name, values in params:
-        out.append(f";{name}=" + ",".join(_param_text(v, version) for v in values))
-    return "".join(out)
-
-
 def _type_params(label: str) -> Params:
     types = tuple(t.strip().lower() for t in label.split(",") if t.strip())
     return (("TYPE", types),) if types else ()
-
-
-def fold(line: str) -> str:
-    """Fold a content line at 75 octets of UTF-8, never inside a character."""
-    if len(line.encode("utf-8")) <= _FOLD_OCTETS:
-        return line
-    chunks: list[str] = []
-    current: list[str] = []
-    size, limit = 0, _FOLD_OCTETS
-    for char in line:
-        width = len(char.encode("utf-8"))
-        if size + width > limit:
-            chunks.append("".join(current))
-            current, size, limit = [], 0, _FOLD_OCTETS - 1
-        current.append(char)
-        size += width
-    chunks.append("".join(current))
-    return "\r\n ".join(chunks)
 
 
 def write_vcard(card: VCard, version: str = "4.0") -> str:
@@ -543,7 +343,7 @@ def write_vcard(card: VCard, version: str = "4.0") -> str:
         raise ValueError(f"can write vCard 3.0 or 4.0, not {version!r}")
     out = ["BEGIN:VCARD", f"VERSION:{version}"]
     for name, params, value in _modelled_lines(card):
-        out.append(fold(f"{name}{_params_text(params, version)}:{value}"))
+        out.append(fold(f"{name}{params_text(params, version)}:{value}"))
     out.extend(fold(_extra_line(prop, version)) for prop in card.extra)
     out.append("END:VCARD")
     return "\r\n".join(out) + "\r\n"
@@ -563,7 +363,7 @@ def _modelled_lines(card: VCard) -> list[tuple[str, Params, str]]:
     lines += [("EMAIL", _type_params(e.label), escape(e.value)) for e in card.emails]
     lines += [("TEL", _type_params(p.label), escape(p.value)) for p in card.phones]
     lines += [("ADR", _type_params(a.label), _adr_value(a)) for a in card.addresses]
-    lines += [("URL", (), _clean(url).replace("\n", "")) for url in card.urls]
+    lines += [("URL", (), clean(url).replace("\n", "")) for url in card.urls]
     if card.categories:
         lines.append(("CATEGORIES", (), ",".join(escape(c) for c in card.categories)))
     for key, value in (("BDAY", card.bday), ("NOTE", card.note), ("REV", card.rev)):
@@ -579,5 +379,5 @@ def _adr_value(adr: PostalAddress) -> str:
 
 def _extra_line(prop: VCardProperty, version: str) -> str:
     group = f"{prop.group}." if prop.group else ""
-    value = _clean(prop.value).replace("\n", "\\n")
-    return f"{group}{prop.name}{_params_text(prop.params, version)}:{value}"
+    value = clean(prop.value).replace("\n", "\\n")
+    return f"{group}{prop.name}{params_text(prop.params, version)}:{value}"

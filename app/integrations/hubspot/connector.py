@@ -14,13 +14,12 @@ header for CRM writes):
   marker. HubSpot's search index lags a few seconds behind writes, so a crash
   in that window may give a duplicate note: acceptable for a LOW-risk action.
 
-``sync_contacts`` pulls contacts modified since the last sync (a
-``lastmodifieddate`` search filter, sorted ascending) into ``hubspot_contacts``.
+``sync_contacts`` pulls contacts modified since the last sync into
+``hubspot_contacts`` through ``sync.ContactSync``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -51,18 +50,15 @@ from app.integrations.hubspot.client import (
     DEFAULT_BASE_URL,
     DEFAULT_PER_10S,
     NOTE_ASSOCIATION_TYPES,
-    SEARCH_MAX_RESULTS,
     HubSpotClient,
-    next_after,
     properties_of,
     results_of,
 )
+from app.integrations.hubspot.sync import CONTACT_PROPS, ContactSync
 from app.integrations.ratelimit import Clock, Sleep
-from app.memory.db import to_db_time, utc_now
 
 log = logging.getLogger("soloist.integrations.hubspot")
 
-CONTACT_PROPS = ("email", "firstname", "lastname", "company", "phone", "lastmodifieddate")
 DEAL_PROPS = ("dealname", "amount", "dealstage", "pipeline", "closedate")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _NOTE_MARKER = "<!-- soloist-{key} -->"
@@ -385,82 +381,15 @@ class HubSpotConnector(Connector):
 
     def sync_contacts(self) -> int:
         """Pull contacts modified since the last sync into ``hubspot_contacts``; the count."""
-        started = time.perf_counter()
-        since = self._last_synced()
-        total = 0
-        while True:
-            count, newest, capped = self._sync_window(since)
-            total += count
-            if newest is not None:
-                since = newest
-                self._save_sync_state(newest)
-            if not capped:
-                break
-        log.info("HubSpot sync of %s: %d contacts in %.0f ms", self.account.id, total,
-                 _ms(started))  # fmt: skip
-        self.context.emit(ConnectorEvent("hubspot.contacts_synced", self.account.id,
-                                         {"count": total}))  # fmt: skip
+        total = ContactSync(self.client, self.context.db, self.account.id).run()
+        self.context.emit(
+            ConnectorEvent("hubspot.contacts_synced", self.account.id, {"count": total})
+        )
         return total
-
-    def _sync_window(self, since: datetime | None) -> tuple[int, datetime | None, bool]:
-        """One search (at most 10,000 results); says whether it hit that cap."""
-        filters = [] if since is None else [_gte_ms("lastmodifieddate", since)]
-        sorts: list[JsonObject] = [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
-        after: str | None = None
-        count, newest = 0, None
-        while True:
-            page = self.client.search(
-                "contacts", filters=filters, properties=CONTACT_PROPS, sorts=sorts, after=after
-            )
-            for record in results_of(page):
-                modified = self._store_contact(record)
-                newest = max(newest, modified) if newest and modified else modified or newest
-                count += 1
-            after = next_after(page)
-            if after is None:
-                return count, newest, False
-            if int(after) >= SEARCH_MAX_RESULTS:
-                return count, newest, True
-
-    def _store_contact(self, record: JsonObject) -> datetime | None:
-        props = properties_of(record)
-        modified = _parse_time(props.get("lastmodifieddate") or record.get("updatedAt"))
-        self.context.db.execute(
-            "INSERT OR REPLACE INTO hubspot_contacts (account_id, id, email, first_name,"
-            " last_name, company, updated_at, properties, synced_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self.account.id, str(record.get("id")), props.get("email"),
-                props.get("firstname"), props.get("lastname"), props.get("company"),
-                to_db_time(modified) if modified else None, json.dumps(props),
-                to_db_time(utc_now()),
-            ),
-        )  # fmt: skip
-        return modified
-
-    def _last_synced(self) -> datetime | None:
-        row = self.context.db.fetchone(
-            "SELECT last_modified FROM integration_sync_state"
-            " WHERE account_id = ? AND resource = 'hubspot.contacts'",
-            (self.account.id,),
-        )
-        return row[0].replace(tzinfo=UTC) if row and row[0] else None
-
-    def _save_sync_state(self, newest: datetime) -> None:
-        self.context.db.execute(
-            "INSERT OR REPLACE INTO integration_sync_state"
-            " (account_id, resource, last_modified, synced_at) VALUES (?, ?, ?, ?)",
-            (self.account.id, "hubspot.contacts", to_db_time(newest), to_db_time(utc_now())),
-        )
 
 
 def _eq(name: str, value: str) -> JsonObject:
     return {"propertyName": name, "operator": "EQ", "value": value}
-
-
-def _gte_ms(name: str, moment: datetime) -> JsonObject:
-    """Dates in search filters are epoch milliseconds, as strings."""
-    return {"propertyName": name, "operator": "GTE", "value": str(int(moment.timestamp() * 1000))}
 
 
 def _contact_view(record: JsonObject) -> JsonValue:
@@ -469,16 +398,6 @@ def _contact_view(record: JsonObject) -> JsonValue:
     for name in ("email", "firstname", "lastname", "company", "phone"):
         view[name] = props.get(name)
     return view
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _num(value: object, default: int) -> int:
