@@ -12,6 +12,7 @@ soloist memory search|add|ingest|history|rollback   long-term memory (with Soloi
 soloist connections kinds|list|add|secret|test|sync|remove   connector accounts (Soloist closed)
 soloist crm import|duplicates       contacts from CSV/vCard, possible duplicates (Soloist closed)
 soloist orders import FILE --source S   a shop's order export (with Soloist closed)
+soloist automations list|history|run   scheduled automations, next and last runs
 
 --engine process|inprocess   where the app runs llama.cpp (default: a supervised
                              child process; inprocess is for debugging)
@@ -56,7 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--ctx", type=int, default=4096, help="context size in tokens")
     chat.add_argument("prompt", help="what to say")
     _add_bench_parser(sub)
-    from app import cli_backup, cli_connections, cli_crm, cli_memory, cli_models, cli_serve
+    from app import (
+        cli_automations,
+        cli_backup,
+        cli_connections,
+        cli_crm,
+        cli_memory,
+        cli_models,
+        cli_serve,
+    )
 
     cli_models.add_parser(sub)
     cli_serve.add_parser(sub)
@@ -64,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_memory.add_parser(sub)
     cli_connections.add_parser(sub)
     cli_crm.add_parser(sub)
+    cli_automations.add_parser(sub)
     return parser
 
 
@@ -198,6 +208,12 @@ def _connections(args: argparse.Namespace) -> int:
     return cli_connections.run(args)
 
 
+def _automations(args: argparse.Namespace) -> int:
+    from app import cli_automations
+
+    return cli_automations.run(args)
+
+
 def _crm(args: argparse.Namespace) -> int:
     from app import cli_crm
 
@@ -213,6 +229,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "memory": _memory,
     "connections": _connections,
     "crm": _crm,
+    "automations": _automations,
     "orders": _crm,
     "restore": _backups,
     "chat": _chat,
