@@ -149,7 +149,7 @@ def run_child(db_path: Path, ledger_path: Path, plan_path: Path) -> None:
     ledger = FileLedger(ledger_path)
     action = ledger.action()
     with Database.open(db_path) as db:
-        outbox = Outbox(db, lambda name: action, AutonomyStore(db), checkpoint=announce)
+        outbox = Outbox(db, lambda account, name: action, AutonomyStore(db), checkpoint=announce)
         outbox.recover()
         ids = []
         for item in plan:

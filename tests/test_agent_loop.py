@@ -60,7 +60,7 @@ class Rig:
         self.memory = memory
         self.clock = Clock()
         self.send = SendMail()
-        self.outbox = Outbox(db, lambda name: self.send.action(), AutonomyStore(db))
+        self.outbox = Outbox(db, lambda account, name: self.send.action(), AutonomyStore(db))
         self.trace = TraceStore(db, clock=self.clock)
         self.model_path = "/models/{}.gguf"
 

@@ -271,7 +271,7 @@ def test_states_survive_a_restart_and_a_running_agent_comes_back_idle(
 
 def test_the_manager_runs_the_real_loop(db: Database) -> None:
     trace = TraceStore(db)
-    outbox = Outbox(db, lambda name: pytest.fail("no action here"), AutonomyStore(db))
+    outbox = Outbox(db, lambda account, name: pytest.fail("no action here"), AutonomyStore(db))
     engine = ScriptedEngine(call("final", answer="Nothing to do."))
 
     def make_loop(agent: AgentDefinition) -> AgentLoop:

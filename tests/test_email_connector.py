@@ -121,7 +121,7 @@ def test_send_is_readable_back_and_copied_to_sent_once(
         assert send.reconcile(prepared) is None  # nothing there yet
         outcome = send.execute(prepared)
         assert outcome.done and outcome.external_id == prepared.idempotency_key
-        # A crash after sending: reconcile finds the copy; a second execute adds none.
+        # A crash after sending: reconcile finds the copy; a second execute sends nothing.
         found = send.reconcile(prepared)
         assert found is not None and found.done
         again = send.execute(prepared)
@@ -129,7 +129,7 @@ def test_send_is_readable_back_and_copied_to_sent_once(
         conn.sync_all(["INBOX", "Sent"])
         inbox = conn.store.find_by_message_id(prepared.idempotency_key, "INBOX")
         sent = conn.store.find_by_message_id(prepared.idempotency_key, "Sent")
-        assert len(inbox) == 2  # execute ran twice and SMTP has no idempotency
+        assert len(inbox) == 1  # the second execute found the Sent copy and sent nothing
         assert len(sent) == 1 and "\\Seen" in sent[0]["flags"]
         read = next(t for t in conn.tools() if t.name == "email.read").run({"id": inbox[0]["id"]})
         assert isinstance(read, dict) and "Hello there" in str(read["text"])

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +22,7 @@ from app.agents.outbox import Outbox, OutboxEvent
 from app.agents.outbox_states import TRANSITIONS, ActionState, check_transition
 from app.agents.outbox_store import OutboxStore
 from app.agents.taint import FieldOrigin, Origin
-from app.integrations.base import Action, PreparedAction, Risk
+from app.integrations.base import Action, JsonObject, PreparedAction, Risk
 from app.integrations.errors import (
     ConnectionLostError,
     ConnectorUnreachableError,
@@ -89,7 +88,10 @@ def make_harness(db: Database, **kw: object) -> Harness:
         "store.refund": system.action("store.refund", Risk.HIGH),
         "email.send": system.action("email.send", Risk.MEDIUM),
     }
-    resolve: Callable[[str], Action] = actions.__getitem__
+
+    def resolve(account_id: str, name: str) -> Action:
+        return actions[name]
+
     outbox = Outbox(
         db, resolve, AutonomyStore(db, clock=clock), clock=clock, emit=events.append,
         backoff=lambda attempt: timedelta(seconds=10 * attempt), **kw,  # type: ignore[arg-type]
@@ -384,6 +386,52 @@ def test_a_missing_connector_fails_the_action(h: Harness) -> None:
     assert failed.error is not None and "not available" in failed.error
 
 
+def _send_of(system: RecordingSystem, account_id: str) -> Action:
+    """``email.send`` of one account: its prepared actions carry ``account_id``."""
+    base = system.action("email.send", Risk.MEDIUM)
+
+    def prepare(args: JsonObject) -> PreparedAction:
+        return replace(base.prepare(args), account_id=account_id)
+
+    return replace(base, prepare=prepare)
+
+
+def test_two_accounts_with_the_same_action_are_resolved_by_account(db: Database) -> None:
+    systems = {"work": RecordingSystem(), "home": RecordingSystem()}
+    actions = {(acct, "email.send"): _send_of(sys_, acct) for acct, sys_ in systems.items()}
+    asked: list[tuple[str, str]] = []
+
+    def resolve(account_id: str, name: str) -> Action:
+        asked.append((account_id, name))
+        return actions[account_id, name]
+
+    outbox = Outbox(db, resolve, AutonomyStore(db), clock=Clock())
+
+    def propose(acct: str, text: str, level: Autonomy) -> str:
+        prepared = actions[acct, "email.send"].prepare({"text": text})
+        return outbox.propose("a", "r", prepared, (), (), level).id
+
+    work_id = propose("work", "from work", Autonomy.SILENT)
+    home_id = propose("home", "from home", Autonomy.ASK)
+    home = outbox.get(home_id)
+    outbox.approve(home_id, OWNER, {"text": "edited at home", "key": home.idempotency_key})
+    # A claimed action of "home" that reached its system before a crash.
+    stuck_id = propose("home", "stuck", Autonomy.SILENT)
+    stuck = outbox.get(stuck_id)
+    OutboxStore(db).move(stuck, S.EXECUTING, Clock()(), "attempt 1", attempts=1)
+    systems["home"].applied[stuck.idempotency_key] = stuck.payload
+    [recovered] = outbox.recover()
+    assert recovered.id == stuck_id and recovered.state is S.DONE  # found in home's system
+    outbox.execute_approved()
+    assert {outbox.get(i).state for i in (work_id, home_id)} == {S.DONE}
+    assert [p["text"] for p in systems["work"].applied.values()] == ["from work"]
+    assert sorted(str(p["text"]) for p in systems["home"].applied.values()) == [
+        "edited at home", "stuck",
+    ]  # fmt: skip
+    assert {a for a, _ in asked} == {"work", "home"}
+    assert all(name == "email.send" for _, name in asked)
+
+
 def test_one_event_per_state_change_and_logs_carry_no_payload(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -410,7 +458,9 @@ def test_a_failing_listener_does_not_stop_the_outbox(db: Database) -> None:
     def broken(event: OutboxEvent) -> None:
         raise RuntimeError("listener bug")
 
-    outbox = Outbox(db, h.actions.__getitem__, AutonomyStore(db), emit=broken, clock=h.clock)
+    outbox = Outbox(
+        db, lambda account, name: h.actions[name], AutonomyStore(db), emit=broken, clock=h.clock
+    )
     record = outbox.propose("a", "r", h.prepared(), (), (), Autonomy.SILENT)
     logging.getLogger("soloist.agents.outbox").disabled = True  # the expected error log
     try:

@@ -99,7 +99,7 @@ def check(db_path: Path, ledger: FileLedger, approved_keys: set[str], tally: Tal
     """Restart, recover, execute; then the invariants over every action so far."""
     action = ledger.action()
     with Database.open(db_path) as db:
-        outbox = Outbox(db, lambda name: action, AutonomyStore(db))
+        outbox = Outbox(db, lambda account, name: action, AutonomyStore(db))
         outbox.recover()
         outbox.execute_approved()
         records = {r.idempotency_key: r for r in outbox.list()}

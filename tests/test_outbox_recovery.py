@@ -40,7 +40,7 @@ def outbox_for(
 ) -> Outbox:
     actions = {"crm.add_note": system.action()}
 
-    def resolve(name: str) -> Action:
+    def resolve(account_id: str, name: str) -> Action:
         return actions[name]
 
     return Outbox(db, resolve, AutonomyStore(db), clock=Clock(), emit=events.append, **kw)  # type: ignore[arg-type]
@@ -130,7 +130,7 @@ def test_an_unknown_connector_at_restart_is_in_doubt(db_path: Path) -> None:
     db = Database.open(db_path)
     with db:
 
-        def resolve(name: str) -> Action:
+        def resolve(account_id: str, name: str) -> Action:
             raise KeyError(name)
 
         outbox = Outbox(db, resolve, AutonomyStore(db))

@@ -20,15 +20,16 @@ change commit in one transaction; events go out after the commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from app.agents.autonomy import Autonomy, Owner, require_owner
 from app.agents.errors import ActionNotAllowedError, ApprovalError, StaleApprovalError
+from app.agents.outbox_exec import Resolver
 from app.agents.outbox_states import ActionRecord, ActionState, OutboxEvent, hash_of
 from app.agents.outbox_store import OutboxContext, dump_json, dump_origins
 from app.agents.taint import FieldOrigin, has_untrusted, origins_after_edit
-from app.integrations.base import Action, JsonObject, PreparedAction, Risk
+from app.integrations.base import JsonObject, PreparedAction, Risk
 from app.integrations.errors import ConnectorError
 from app.memory.db import to_db_time
 
@@ -66,7 +67,7 @@ def is_due(record: ActionRecord, now: datetime) -> bool:
 class OwnerDesk:
     """Approve, edit, reject, expire and settle; only ``Owner`` objects decide."""
 
-    def __init__(self, ctx: OutboxContext, resolve: Callable[[str], Action]) -> None:
+    def __init__(self, ctx: OutboxContext, resolve: Resolver) -> None:
         self._ctx = ctx
         self._resolve = resolve
 
@@ -169,7 +170,7 @@ class OwnerDesk:
 
     def _prepare_edit(self, record: ActionRecord, edited_args: JsonObject) -> PreparedAction:
         try:
-            prepared = self._resolve(record.action).prepare(edited_args)
+            prepared = self._resolve(record.account_id, record.action).prepare(edited_args)
         except ConnectorError as exc:
             raise ApprovalError(f"the edited action {record.id} is not valid: {exc}") from exc
         if (prepared.action, prepared.account_id) != (record.action, record.account_id):

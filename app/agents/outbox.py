@@ -63,7 +63,7 @@ from app.agents.approvals import (
     initial_state,
 )
 from app.agents.autonomy import Autonomy, AutonomyStore, Owner
-from app.agents.outbox_exec import MAX_ATTEMPTS, Backoff, Executor, default_backoff
+from app.agents.outbox_exec import MAX_ATTEMPTS, Backoff, Executor, Resolver, default_backoff
 from app.agents.outbox_states import (
     ActionRecord,
     ActionState,
@@ -74,7 +74,7 @@ from app.agents.outbox_states import (
 )
 from app.agents.outbox_store import OutboxContext, OutboxStore
 from app.agents.taint import FieldOrigin
-from app.integrations.base import Action, JsonObject, PreparedAction
+from app.integrations.base import JsonObject, PreparedAction
 from app.memory.db import Database, utc_now
 
 __all__ = [
@@ -84,6 +84,7 @@ __all__ = [
     "ApprovalRecord",
     "Outbox",
     "OutboxEvent",
+    "Resolver",
 ]
 
 log = logging.getLogger("soloist.agents.outbox")
@@ -92,12 +93,17 @@ DEFAULT_EXPIRY = timedelta(days=7)  # a proposal nobody looked at for a week is 
 
 
 class Outbox:
-    """The actions of every agent: propose, decide, execute, recover."""
+    """The actions of every agent: propose, decide, execute, recover.
+
+    ``resolve(account_id, action)`` finds the connector's action of a record;
+    the account is part of the key because two email accounts both have an
+    ``email.send``.
+    """
 
     def __init__(
         self,
         db: Database,
-        resolve: Callable[[str], Action],
+        resolve: Resolver,
         autonomy: AutonomyStore,
         *,
         clock: Callable[[], datetime] = utc_now,

@@ -41,6 +41,9 @@ MAY_HAVE_HAPPENED = (ConnectionLostError, RemoteServerError)
 MAX_ATTEMPTS = 5
 
 Backoff = Callable[[int], timedelta]
+# The connector's action for (account id, action name): two email accounts both
+# have an ``email.send``, so the name alone is ambiguous.
+Resolver = Callable[[str, str], Action]
 # What reconcile said: an outcome (it happened), None (it did not), or why it cannot tell.
 Verdict = ActionOutcome | None | Exception
 
@@ -64,7 +67,7 @@ class Executor:
     def __init__(
         self,
         ctx: OutboxContext,
-        resolve: Callable[[str], Action],
+        resolve: Resolver,
         backoff: Backoff = default_backoff,
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
@@ -110,14 +113,15 @@ class Executor:
         """The connector's action, or None after failing the record (account removed)."""
         record = self._ctx.store.get(action_id)
         try:
-            return self._resolve(record.action)
+            return self._resolve(record.account_id, record.action)
         except Exception as exc:  # a missing connector fails only this action
             if record.state is ActionState.APPROVED:
                 self._move(
                     record,
                     ActionState.FAILED,
                     "no connector",
-                    error=f"{record.action} is not available ({type(exc).__name__})",
+                    error=f"{record.action} of account {record.account_id} is not available "
+                    f"({type(exc).__name__})",
                 )
             return None
 
@@ -219,7 +223,7 @@ class Executor:
 
     def _verdict(self, record: ActionRecord) -> Verdict:
         try:
-            action = self._resolve(record.action)
+            action = self._resolve(record.account_id, record.action)
         except Exception as exc:  # no connector: nobody can tell
             return exc
         return _reconcile(action, record)
