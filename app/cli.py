@@ -13,6 +13,9 @@ soloist connections kinds|list|add|secret|test|sync|remove   connector accounts 
 soloist crm import|duplicates       contacts from CSV/vCard, possible duplicates (Soloist closed)
 soloist orders import FILE --source S   a shop's order export (with Soloist closed)
 soloist automations list|history|run   scheduled automations, next and last runs
+soloist agents list|metrics|run|pause|resume   the agents (with Soloist closed)
+soloist approvals list|show|approve|reject|settle   actions waiting for the owner
+soloist autonomy list|set AGENT TOOL LEVEL   what each agent may do without asking
 
 --engine process|inprocess   where the app runs llama.cpp (default: a supervised
                              child process; inprocess is for debugging)
@@ -58,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("prompt", help="what to say")
     _add_bench_parser(sub)
     from app import (
+        cli_agents,
         cli_automations,
         cli_backup,
         cli_connections,
@@ -74,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_connections.add_parser(sub)
     cli_crm.add_parser(sub)
     cli_automations.add_parser(sub)
+    cli_agents.add_parser(sub)
     return parser
 
 
@@ -208,6 +213,12 @@ def _connections(args: argparse.Namespace) -> int:
     return cli_connections.run(args)
 
 
+def _agents(args: argparse.Namespace) -> int:
+    from app import cli_agents
+
+    return cli_agents.run(args)
+
+
 def _automations(args: argparse.Namespace) -> int:
     from app import cli_automations
 
@@ -230,6 +241,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "connections": _connections,
     "crm": _crm,
     "automations": _automations,
+    "agents": _agents,
+    "approvals": _agents,
+    "autonomy": _agents,
     "orders": _crm,
     "restore": _backups,
     "chat": _chat,

@@ -43,6 +43,7 @@ from app.secrets import (
 )
 
 if TYPE_CHECKING:  # numpy and the indexes load on the memory thread, not with this module
+    from app.agents.runtime import AgentRuntime
     from app.integrations.service import Connections, SyncLoop
     from app.memory.service import MemoryService
 
@@ -209,6 +210,8 @@ class Office:
         self._connections: Connections | None = None
         self._sync_loop: SyncLoop | None = None
         self._connections_lock = threading.Lock()
+        self._agents: AgentRuntime | None = None
+        self._agents_lock = threading.Lock()
 
     # -- maintenance ---------------------------------------------------
     def _maintain(self, first_after_s: float = 60.0, every_s: float = 3600.0) -> None:
@@ -291,6 +294,34 @@ class Office:
                 self._sync_loop = SyncLoop(connections, interval_s, first_after_s)
                 self._sync_loop.start()
             return self._sync_loop
+
+    # -- agents --------------------------------------------------------
+    def start_agents(self) -> AgentRuntime:
+        """Wire and start every agent (the app calls this after start-up); once."""
+        connections = self.connections
+        with self._agents_lock:
+            if self._agents is None:
+                from app.agents.runtime import AgentRuntime, resolve_model
+
+                def resolver(model_class: str) -> str:
+                    return resolve_model(model_class, self.settings.get, self.model_path())
+
+                self._agents = AgentRuntime(
+                    self.db,
+                    lambda: self.engine,
+                    self._memory_sink,
+                    connections,
+                    self.secrets,
+                    self.home,
+                    resolver,
+                )
+                self._agents.start()
+            return self._agents
+
+    @property
+    def agents(self) -> AgentRuntime | None:
+        """The running agents, or None before ``start_agents``."""
+        return self._agents
 
     # -- engine --------------------------------------------------------
     @property
@@ -472,6 +503,10 @@ class Office:
         """Stop memory, the API and the engine, then close the database (reverse of opening)."""
         self._maintenance_stop.set()
         self._maintenance.join(timeout=30)
+        with self._agents_lock:
+            agents, self._agents = self._agents, None
+        if agents is not None:
+            agents.close()
         with self._connections_lock:
             sync_loop, connections = self._sync_loop, self._connections
             self._sync_loop = self._connections = None

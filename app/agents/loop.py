@@ -35,6 +35,7 @@ from app.agents.definitions import AgentDefinition
 from app.agents.loop_steps import (
     Began,
     CallParseError,
+    ContextLink,
     LoopOptions,
     Memory,
     Proposer,
@@ -78,6 +79,7 @@ class _Run:
     trigger: Trigger
     started: datetime
     messages: list[Message]
+    session: str = ""
     sources: list[UntrustedSource] = field(default_factory=list)
     seen_calls: set[str] = field(default_factory=set)
     action_ids: list[str] = field(default_factory=list)
@@ -108,8 +110,11 @@ class AgentLoop:
         model_resolver: Callable[[str], str],
         clock: Callable[[], datetime] = utc_now,
         options: LoopOptions | None = None,
+        *,
+        context: ContextLink | None = None,
     ) -> None:
         self.definition = definition
+        self._context = context  # the session tier: context across restarts
         self._engine = engine
         self._memory = memory
         self._toolbox = toolbox
@@ -143,7 +148,9 @@ class AgentLoop:
             self._trace.finish_run(record.id, RunState.REFUSED, error=refusal)
             log.info("agent %s: run %s refused (budget)", self.agent_id, record.id)
             return RunResult(record.id, self.agent_id, RunState.REFUSED, reason=refusal)
-        run = _Run(record.id, trigger, self._clock(), [])
+        run = _Run(record.id, trigger, self._clock(), [], session)
+        if self._context is not None:
+            self._context.begin(session, self.agent_id, run.id)
         self._current = run
         try:
             chosen = self.definition.priority if priority is None else priority
@@ -176,6 +183,8 @@ class AgentLoop:
             {"state": end.state.value, "actions": run.action_ids, "reason": end.reason[:200]}
         )
         record = self._trace.finish_run(run.id, end.state, error=error, outcome=outcome)
+        if self._context is not None:
+            self._context.finish(run.id, _outcome(run, end))
         return RunResult(
             run.id,
             self.agent_id,
@@ -246,8 +255,18 @@ class AgentLoop:
         self._step(run, step)
         tools = self._toolbox.describe()
         system = system_prompt(self.definition.name, self.definition.instructions, tools)
-        user = trigger_prompt(run.trigger, recalled, self._options.max_data_chars)
+        earlier = self._earlier(run)
+        user = trigger_prompt(run.trigger, recalled, self._options.max_data_chars, earlier)
         run.messages = [Message("system", system), Message("user", user)]
+
+    def _earlier(self, run: _Run) -> UntrustedSource | None:
+        """The agent's last steps from the session tier, as data (they may quote outside text)."""
+        lines = self._context.recall(run.session) if self._context is not None else []
+        if not lines:
+            return None
+        source = UntrustedSource(f"earlier runs of {self.agent_id}", "\n".join(lines))
+        run.sources.append(source)
+        return source
 
     # -- reason ----------------------------------------------------------------------
     def _reason(self, run: _Run, session: str, priority: Priority) -> ToolCall | None:
@@ -318,7 +337,7 @@ class AgentLoop:
         source = UntrustedSource(f"tool result {call.tool}", result_text(output.value))
         run.sources.append(source)
         summary = {"kind": "read", "chars": output.chars, "tool_s": round(output.elapsed_s, 4)}
-        self._trace_act(run, call, began, summary, None)
+        self._trace_act(run, call, began, summary, None, excerpt=source.text)
         framed = frame_untrusted(source, self._options.max_data_chars)
         run.messages.append(Message("user", f"Result of {call.tool}:\n{framed}"))
 
@@ -358,8 +377,14 @@ class AgentLoop:
         run.messages.append(Message("user", note))
         return None
 
-    def _trace_act(
-        self, run: _Run, call: ToolCall, began: Began, summary: dict[str, Any], error: str | None
+    def _trace_act(  # noqa: PLR0917
+        self,
+        run: _Run,
+        call: ToolCall,
+        began: Began,
+        summary: dict[str, Any],
+        error: str | None,
+        excerpt: str | None = None,
     ) -> None:
         step = TraceStep(
             StepKind.ACT,
@@ -372,6 +397,9 @@ class AgentLoop:
             error=error,
         )
         self._step(run, step)
+        if self._context is not None:
+            content = {"tool": call.tool, "arguments": call.arguments, "result": summary}
+            self._context.act(run.id, {**content, "error": error, "excerpt": excerpt})
 
     # -- learn -----------------------------------------------------------------------
     def _learn(self, run: _Run, end: _End) -> None:
@@ -415,3 +443,14 @@ class AgentLoop:
 
     def __repr__(self) -> str:
         return f"AgentLoop(agent={self.agent_id!r})"
+
+
+def _outcome(run: _Run, end: _End) -> dict[str, Any]:
+    """What the session tier keeps of how a run ended."""
+    return {
+        "trigger": run.trigger.kind,
+        "state": end.state.value,
+        "reason": end.reason[:200],
+        "actions": list(run.action_ids),
+        "answer": (end.answer or "")[:300],
+    }

@@ -34,6 +34,7 @@ __all__ = [
     "DATA_START",
     "Began",
     "CallParseError",
+    "ContextLink",
     "LoopOptions",
     "Memory",
     "Proposer",
@@ -145,8 +146,14 @@ def system_prompt(name: str, instructions: str, tools: Sequence[Mapping[str, str
     )
 
 
-def trigger_prompt(trigger: Trigger, recalled: Sequence[UntrustedSource], max_chars: int) -> str:
-    """The first user turn: the task, the trigger's ids, its data and the recalled memories."""
+def trigger_prompt(
+    trigger: Trigger,
+    recalled: Sequence[UntrustedSource],
+    max_chars: int,
+    earlier: UntrustedSource | None = None,
+) -> str:
+    """The first user turn: the task, the trigger's ids, its data, recalled memories and
+    (``earlier``) what the agent did in its last runs."""
     parts = [f"Trigger: {trigger.kind}."]
     if trigger.request:
         parts.append(f"Task: {trigger.request.strip()}")
@@ -156,6 +163,9 @@ def trigger_prompt(trigger: Trigger, recalled: Sequence[UntrustedSource], max_ch
     if recalled:
         parts.append("Memories that may be relevant:")
         parts.extend(frame_untrusted(source, max_chars) for source in recalled)
+    if earlier is not None:
+        parts.append("What you did in your earlier runs (oldest first):")
+        parts.append(frame_untrusted(earlier, max_chars))
     parts.append("Decide the next step.")
     return "\n\n".join(parts)
 
@@ -193,6 +203,18 @@ class Proposer(Protocol):
         untrusted_labels: Any,
         default_level: Any,
     ) -> Any: ...
+
+
+class ContextLink(Protocol):
+    """The session tier as the loop sees it (``app.agents.sessions_link.AgentSessions``)."""
+
+    def recall(self, key: str) -> list[str]: ...
+
+    def begin(self, key: str, agent_id: str, run_id: str) -> None: ...
+
+    def act(self, run_id: str, content: Mapping[str, Any]) -> None: ...
+
+    def finish(self, run_id: str, content: Mapping[str, Any]) -> None: ...
 
 
 class Memory(Protocol):

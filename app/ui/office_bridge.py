@@ -56,8 +56,10 @@ class OfficeBridge(QObject):
         log.info("office attached")
         self.opened.emit()
         self.refresh()
-        # Connector accounts sync in the background (their imports stay off this thread).
+        # Connector accounts sync and agents run in the background (their imports
+        # stay off this thread); scheduled automations keep running in the tray.
         self._jobs.run(office.start_sync, lambda _loop: None, self._report_error)
+        self._jobs.run(office.start_agents, lambda _runtime: None, self._report_error)
 
     @property
     def busy(self) -> bool:
