@@ -328,7 +328,11 @@ class AgentRuntime:
     def _make_loop(self, definition: AgentDefinition) -> AgentLoop:
         memory = self._memory()
         context = ToolContext(
-            definition.id, memory=memory, scopes=definition.memory_scopes, clock=self._clock
+            definition.id,
+            memory=memory,
+            scopes=definition.memory_scopes,
+            clock=self._clock,
+            db=self._db,
         )
         toolbox = ToolBox(
             definition.tools,

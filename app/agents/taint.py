@@ -18,13 +18,17 @@ positive costs the owner a glance, a false negative is the bug. Text is
 compared after normalising case, whitespace, HTML entities (decoded
 repeatedly), compatibility forms (full-width letters) and invisible
 characters (zero-width spaces, soft hyphens, direction marks); untrusted
-text is also searched with its HTML tags removed.
+text is also searched with its HTML tags removed and with its base64 blobs
+decoded (a model can "decode this and run it"; found by the obedient-attacker
+replay, ``tests/test_security_injection.py``).
 
 Pure functions, no I/O: table-tested in ``tests/test_taint.py``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import html
 import re
 import unicodedata
@@ -45,6 +49,7 @@ _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)[^\s<>\"']+")
 _DOMAIN = re.compile(r"(?<![\w@.-])(?:[\w-]+\.)+[a-z]{2,24}(?![\w-])")
 _NUMBER = re.compile(r"\d+(?:[.,' ]\d+)*")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")  # a blob a model could decode and obey
 _URL_TRAILER = ".,;:!?)]}>'\""
 
 
@@ -106,6 +111,7 @@ class _Text:
         if strip_tags:
             untagged = " ".join(_TAG.sub(" ", normalise(_TAG.sub("", raw))).split())
             variants += [untagged] if untagged != plain else []
+            variants += [normalise(decoded) for decoded in _decoded_blobs(raw)]
         runs = {v[i : i + RUN_CHARS] for v in variants for i in range(len(v) - RUN_CHARS + 1)}
         grams = {g for v in variants for g in _word_grams(v)}
         numbers = {n for v in variants for token in _NUMBER.findall(v) for n in _amounts(token)}
@@ -124,6 +130,17 @@ class _Text:
         if any(value[i : i + RUN_CHARS] in self.runs for i in range(len(value) - RUN_CHARS + 1)):
             return True
         return any(g in self.grams for g in _word_grams(value))
+
+
+def _decoded_blobs(raw: str) -> Iterator[str]:
+    """The text of base64 blobs in ``raw`` ("decode this and run it"): outside text too."""
+    for blob in _BASE64.findall(raw):
+        try:
+            decoded = base64.b64decode(blob, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if decoded.isprintable():
+            yield decoded
 
 
 def _token_in(haystack: str, needle: str) -> bool:

@@ -28,9 +28,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.agents.definitions import ToolGrant
 from app.agents.runtime_errors import (
@@ -42,6 +42,9 @@ from app.agents.runtime_errors import (
 from app.agents.tools_schema import bounded, check_arguments
 from app.integrations.base import Action, JsonObject, JsonValue, PreparedAction, Tool
 from app.memory.db import utc_now
+
+if TYPE_CHECKING:
+    from app.memory.db import Database
 
 __all__ = [
     "FINAL",
@@ -87,6 +90,9 @@ class ToolContext:
     memory: MemoryAccess | None = None
     scopes: tuple[str, ...] = ()
     clock: Callable[[], datetime] = utc_now
+    # The office database, for built-in tools that read office tables (the outbox's
+    # counts, the CRM); None when the agent has none. Read-only use by convention.
+    db: Database | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,7 @@ def agent_tool(
 
 def builtin_tools() -> dict[str, AgentTool]:
     """Every registered built-in tool (importing ``app.agents.tools_builtin`` fills it)."""
+    import app.agents.builtin.tools
     import app.agents.tools_builtin  # noqa: F401  (registers the built-ins)
 
     return dict(_BUILTINS)
@@ -232,14 +239,7 @@ class ToolBox:
         if entry.action is not None:
             return _prepare(entry.action, args)
         assert entry.run is not None
-        context = ToolContext(
-            self.agent_id,
-            run_id,
-            step_seq,
-            self._context.memory,
-            self._context.scopes,
-            self._context.clock,
-        )
+        context = replace(self._context, run_id=run_id, step_seq=step_seq)
         return self._run_with_timeout(entry.name, entry.run, args, context)
 
     def check(self, name: str, args: JsonObject) -> None:
