@@ -15,15 +15,18 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 
+from app.agents.errors import AgentError
 from app.engine.errors import EngineError
 from app.engine.types import Chunk, FinishReason, Timings
+from app.integrations.errors import ConnectorError
 from app.memory.errors import StoreError
 from app.office import ChatTurn, NoModelError, Office
+from app.secrets import SecretsError
 
 log = logging.getLogger("soloist.ui")
 
 TITLE_CHARS = 48
-KNOWN_ERRORS = (NoModelError, EngineError, StoreError)
+KNOWN_ERRORS = (NoModelError, EngineError, StoreError, ConnectorError, AgentError, SecretsError)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,7 @@
-"""The main window: conversations on the left, the chat on the right.
+"""The main window: the sidebar of sections, and the page of the chosen one.
+
+Chat (conversations, the chat, the composer) is the window's own page; the
+other sections register in :mod:`app.ui.sections`.
 
 The window talks to the office only through :class:`OfficeBridge` signals
 and slots; all of its wiring is in ``_connect_signals``.
@@ -11,7 +14,15 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QMainWindow,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.memory.conversations import Conversation, StoredMessage
 from app.ui.bridge import TurnStats
@@ -19,12 +30,16 @@ from app.ui.chat_view import ChatView
 from app.ui.composer import Composer
 from app.ui.conversation_list import PANE_WIDTH, ConversationList
 from app.ui.office_bridge import OfficeBridge
+from app.ui.sections import SectionSpec, registered
+from app.ui.sidebar import Sidebar
 from app.ui.status_bar import StatusBar
 
 log = logging.getLogger("soloist.ui")
 
 MODEL_FILTER = "GGUF models (*.gguf);;All files (*)"
-WINDOW_SIZE = (1040, 700)
+WINDOW_SIZE = (1200, 760)
+CHAT = "chat"
+CHAT_ORDER = 20  # Home is 10; the other sections come after Chat
 
 
 class MainWindow(QMainWindow):
@@ -66,7 +81,45 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([PANE_WIDTH, WINDOW_SIZE[0] - PANE_WIDTH])
         splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(splitter)
+        splitter.setObjectName("section-chat")
+        self.sidebar = Sidebar(self)
+        self.pages = QStackedWidget(self)
+        self._pages: dict[str, QWidget] = {}
+        chat = SectionSpec(CHAT, "Chat", CHAT_ORDER, lambda bridge, parent: splitter)
+        for number, spec in enumerate(sorted([*registered(), chat], key=lambda s: s.order), 1):
+            self._add_page(spec, number)
+        body = QWidget(self)
+        row = QHBoxLayout(body)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.sidebar)
+        row.addWidget(self.pages, 1)
+        self.setCentralWidget(body)
+
+    def _add_page(self, spec: SectionSpec, number: int) -> None:
+        page = spec.make(self._bridge, self)
+        page.setAccessibleName(spec.title)
+        self._pages[spec.key] = page
+        self.pages.addWidget(page)
+        shortcut = f"Ctrl+{number}" if number <= 9 else None
+        self.sidebar.add_section(spec.key, spec.title, shortcut)
+        if shortcut is not None:
+            action = self._action(spec.title, QKeySequence(shortcut))
+            action.triggered.connect(lambda _=False, key=spec.key: self.show_section(key))
+
+    @Slot(str)
+    def show_section(self, key: str) -> None:
+        """Show the page of ``key`` (a sidebar click, Ctrl+<n>, the tray)."""
+        page = self._pages.get(key)
+        if page is None:
+            return
+        self.pages.setCurrentWidget(page)
+        if self.sidebar.current_key != key:
+            self.sidebar.select(key)
+
+    @property
+    def current_section(self) -> str | None:
+        return self.sidebar.current_key
 
     def _build_actions(self) -> None:
         self.new_chat_action = self._action("&New chat", QKeySequence.StandardKey.New)
@@ -104,6 +157,8 @@ class MainWindow(QMainWindow):
         self.quit_action.triggered.connect(self.quit_requested)
         self.conversations.new_chat_requested.connect(self.new_chat)
         self.conversations.selected.connect(self.open_conversation)
+        self.sidebar.section_chosen.connect(self.show_section)
+        self.show_section(CHAT)
         self.composer.send_requested.connect(self._send)
         self.composer.stop_requested.connect(bridge.stop)
         bridge.opened.connect(self._on_opened)

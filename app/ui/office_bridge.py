@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from PySide6.QtCore import QCoreApplication, QObject, Signal
 
@@ -19,6 +20,7 @@ from app.ui.jobs import Jobs
 log = logging.getLogger("soloist.ui")
 
 OfficeFactory = Callable[[], Office]
+T = TypeVar("T")
 
 
 class OfficeBridge(QObject):
@@ -60,6 +62,24 @@ class OfficeBridge(QObject):
         # stay off this thread); scheduled automations keep running in the tray.
         self._jobs.run(office.start_sync, lambda _loop: None, self._report_error)
         self._jobs.run(office.start_agents, lambda _runtime: None, self._report_error)
+
+    def call(
+        self,
+        op: Callable[[Office], T],
+        on_success: Callable[[T], None],
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        """Run ``op(office)`` off the main thread; ``on_success(result)`` on it.
+
+        A failure becomes one readable line for ``on_failure`` (default: the
+        ``error`` signal). Nothing runs before the office is open or while
+        the app is closing.
+        """
+        office = self._office
+        if office is None or self._closing:
+            return
+        report = on_failure or self.error.emit
+        self._jobs.run(lambda: op(office), on_success, lambda exc: report(describe_error(exc)))
 
     @property
     def busy(self) -> bool:
