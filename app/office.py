@@ -43,6 +43,7 @@ from app.secrets import (
 )
 
 if TYPE_CHECKING:  # numpy and the indexes load on the memory thread, not with this module
+    from app.agents.outbox import OutboxEvent
     from app.agents.runtime import AgentRuntime
     from app.integrations.service import Connections, SyncLoop
     from app.memory.service import MemoryService
@@ -212,6 +213,7 @@ class Office:
         self._connections_lock = threading.Lock()
         self._agents: AgentRuntime | None = None
         self._agents_lock = threading.Lock()
+        self._outbox_listeners: list[Callable[[OutboxEvent], None]] = []
 
     # -- maintenance ---------------------------------------------------
     def _maintain(self, first_after_s: float = 60.0, every_s: float = 3600.0) -> None:
@@ -314,9 +316,18 @@ class Office:
                     self.secrets,
                     self.home,
                     resolver,
+                    on_outbox_event=self._outbox_event,
                 )
                 self._agents.start()
             return self._agents
+
+    def on_outbox_event(self, listener: Callable[[OutboxEvent], None]) -> None:
+        """Call ``listener`` (on the outbox's thread) after each outbox change."""
+        self._outbox_listeners.append(listener)
+
+    def _outbox_event(self, event: OutboxEvent) -> None:
+        for listener in list(self._outbox_listeners):
+            listener(event)
 
     @property
     def agents(self) -> AgentRuntime | None:
@@ -324,6 +335,10 @@ class Office:
         return self._agents
 
     # -- engine --------------------------------------------------------
+    def started_engine(self) -> Engine | None:
+        """The engine if it is running; never starts one (the Models page asks)."""
+        return self._engine
+
     @property
     def engine(self) -> Engine:
         """The engine, created on first use so start-up stays fast."""

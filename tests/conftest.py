@@ -23,6 +23,20 @@ def soloist_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     yield home
 
 
+@pytest.fixture(autouse=True)
+def qsettings_in_tmp(tmp_path: Path) -> Iterator[None]:
+    """QSettings (window geometry, last section) write under the test's tmp dir."""
+    from PySide6.QtCore import QSettings
+
+    previous = QSettings.defaultFormat()
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(
+        QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings")
+    )
+    yield
+    QSettings.setDefaultFormat(previous)
+
+
 @pytest.fixture
 def db_path(soloist_home: Path) -> Path:
     """The office database file of this test's data directory."""

@@ -52,7 +52,8 @@ def test_sections_are_ordered_and_chat_is_shown_first(windows: Windows) -> None:
     orders = [spec.order for spec in registered()]
     assert orders == sorted(orders)
     assert window.current_section == CHAT
-    assert window.pages.currentWidget().objectName() == "section-chat"
+    chat = window.page(CHAT)
+    assert chat is not None and chat.objectName() == "section-chat"
 
 
 def test_sidebar_and_ctrl_number_switch_pages(qtbot: QtBot, windows: Windows) -> None:

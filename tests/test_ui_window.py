@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QFileDialog, QWidget
+from PySide6.QtWidgets import QApplication, QFileDialog
 from pytestqt.qtbot import QtBot
 from ui_fakes import FakeEngine, Windows
 
@@ -16,7 +16,7 @@ from app.memory.settings import Settings
 from app.office import MODEL_SETTING, Office
 from app.ui.main_window import MainWindow
 from app.ui.status_bar import NO_MODEL
-from app.ui.tray import PAUSE_TOOLTIP, Tray, create_tray
+from app.ui.tray import create_tray
 
 
 @pytest.fixture
@@ -120,18 +120,6 @@ def test_closing_hides_the_window_only_when_there_is_a_tray(qtbot: QtBot, window
 
 def test_no_tray_under_offscreen(qapp: QApplication) -> None:
     assert create_tray(qapp.windowIcon()) is None
-
-
-def test_tray_menu_offers_show_new_chat_pause_and_quit(qtbot: QtBot) -> None:
-    tray = Tray(QWidget().windowIcon())
-    texts = [action.text() for action in tray.menu.actions() if not action.isSeparator()]
-    assert texts == ["Show window", "New chat", "Pause background work", "Quit"]
-    assert not tray.pause_action.isEnabled()
-    assert tray.pause_action.toolTip() == PAUSE_TOOLTIP
-    with qtbot.waitSignal(tray.new_chat_requested, timeout=1000):
-        tray.new_chat_action.trigger()
-    with qtbot.waitSignal(tray.quit_requested, timeout=1000):
-        tray.quit_action.trigger()
 
 
 def test_clicking_send_with_an_empty_input_sends_nothing(qtbot: QtBot, windows: Windows) -> None:

@@ -21,20 +21,24 @@ number, the machine and the configuration.
 10. rebuilding that index from the DuckDB table
 11. a hybrid query: vector + DuckDB full-text search, fused by RRF
 12. UI event-loop lag p99 while a folder is indexed (chunks/s beside it; no model)
+13. cold start of the app to its first painted window (no model)
+14. UI event-loop lag p99 while the engine child generates 4 streams and indexes
+15. idle CPU of the app with nothing running (no model)
+16. resident memory of the app without a model
 
 Modules: ``workload`` (sizes, prompts, configs), ``raw`` and
 ``engine_side`` (the two ways to generate), ``session`` (loads each once),
 ``throughput`` (1-3), ``latency`` (4-5), ``process`` (6-8), ``memory`` (9-11,
-no model), ``report`` (targets, table, JSON), ``run`` (the command). This
-module imports none of them, so the command line can build its parser
-without loading the engine.
+no model), ``ingest`` (12), ``ui`` (13-16), ``report`` (targets, table,
+JSON), ``run`` (the command). This module imports none of them, so the
+command line can build its parser without loading the engine.
 """
 
 from __future__ import annotations
 
 import argparse
 
-SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+SCENARIOS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
 
 __all__ = ["SCENARIOS", "main", "parse_scenarios"]
 

@@ -19,6 +19,7 @@ from app.bench.report import RAW_MEANS, ScenarioResult, render_table, write_json
 from app.bench.runs import BenchError
 from app.bench.session import Bench
 from app.bench.throughput import four_streams, single_stream, snapshot_restore
+from app.bench.ui import first_paint, idle_cpu, idle_memory, lag_under_load
 from app.bench.workload import (
     BenchOptions,
     Progress,
@@ -47,8 +48,12 @@ RUNNERS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
     10: ("vector index rebuild", index_rebuild),
     11: ("hybrid query", hybrid_query),
     12: ("ingestion throughput", ingestion),
+    13: ("cold start to first paint", first_paint),
+    14: ("UI lag under 4 streams and ingestion", lag_under_load),
+    15: ("idle CPU", idle_cpu),
+    16: ("resident memory without a model", idle_memory),
 }
-NEEDS_MODEL = frozenset({1, 2, 3, 4, 6, 7, 8})
+NEEDS_MODEL = frozenset({1, 2, 3, 4, 6, 7, 8, 14})
 
 
 def options_from(args: argparse.Namespace) -> BenchOptions:

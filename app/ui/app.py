@@ -22,13 +22,17 @@ from PySide6.QtWidgets import QApplication
 
 from app import __version__, assets, logs, paths
 from app.office import Office
+from app.ui import theme
 from app.ui.first_paint import FIRST_PAINT, FirstPaintProbe
 from app.ui.main_window import MainWindow
+from app.ui.notifications import Notifier, notifier_for
 from app.ui.office_bridge import OfficeBridge
+from app.ui.sections.approvals import ApprovalsSection
 from app.ui.shutdown_signals import install_quit_on_signals
 from app.ui.single_instance import SingleInstance
 from app.ui.tray import Tray, create_tray
 
+DRAFT_REPLY_PROMPT = "Draft a short, polite reply to this email for me to review:\n\n"
 log = logging.getLogger("soloist.ui")
 
 READY = "soloist: ready"
@@ -70,6 +74,7 @@ def _application(argv: list[str]) -> QApplication:
     qt_app.setApplicationVersion(__version__)
     qt_app.setDesktopFileName("soloist")
     qt_app.setWindowIcon(app_icon())
+    theme.install(qt_app)
     return qt_app
 
 
@@ -92,6 +97,7 @@ class DesktopApp:
         self.bridge = OfficeBridge()
         self.window = MainWindow(self.bridge)
         self.tray: Tray | None = None
+        self.notifier: Notifier = Notifier(None)
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._restore_signals: Callable[[], None] = lambda: None
 
@@ -99,7 +105,7 @@ class DesktopApp:
         self._start("single instance", lambda: None, self.instance.release)
         self._start("office bridge", lambda: None, self.bridge.shutdown)
         FirstPaintProbe(self.window, lambda ms: announce(f"{FIRST_PAINT} {ms:.0f} ms"))
-        self._start("main window", self.window.show, self.window.hide)
+        self._start("main window", self.window.show, self._hide_window)
         self._start("tray", self._start_tray, self._stop_tray)
         self._start("signal handlers", self._start_signal_handlers, self._stop_signal_handlers)
         self._connect_signals()
@@ -121,6 +127,18 @@ class DesktopApp:
             self.tray.show_requested.connect(self.window.bring_to_front)
             self.tray.new_chat_requested.connect(self._new_chat_from_tray)
             self.tray.quit_requested.connect(self.qt_app.quit)
+            self.tray.ask_clipboard_requested.connect(self._ask_from_tray)
+            self.tray.draft_reply_requested.connect(self._draft_reply_from_tray)
+            self.tray.briefing_requested.connect(self._briefing_from_tray)
+            self.tray.approvals_requested.connect(lambda: self._open_item("approvals", ""))
+            self.tray.pause_toggled.connect(self._set_background_paused)
+        approvals = self.window.page("approvals")
+        if isinstance(approvals, ApprovalsSection):
+            if self.tray is not None:
+                approvals.pending_count_changed.connect(self.tray.set_pending)
+            approvals.new_pending.connect(self.notifier.approvals)
+            approvals.new_failures.connect(self.notifier.failures)
+        self.notifier.open_item_requested.connect(self._open_item)
 
     # -- steps ---------------------------------------------------------
     def _start(self, name: str, start: Callable[[], None], stop: Callable[[], None]) -> None:
@@ -137,8 +155,13 @@ class DesktopApp:
             except Exception:  # keep stopping the rest; the log has the bug
                 log.exception("stopping %s failed", name)
 
+    def _hide_window(self) -> None:
+        self.window.save_state()
+        self.window.hide()
+
     def _start_tray(self) -> None:
         self.tray = create_tray(self.qt_app.windowIcon(), self.qt_app)
+        self.notifier = notifier_for(self.tray, self.qt_app)
         has_tray = self.tray is not None
         self.qt_app.setQuitOnLastWindowClosed(not has_tray)
         self.window.set_hide_on_close(has_tray)
@@ -166,6 +189,43 @@ class DesktopApp:
     def _on_activation(self) -> None:
         announce(ACTIVATION)
         self.window.bring_to_front()
+
+    def _open_item(self, section: str, item_id: str) -> None:
+        self.window.bring_to_front()
+        self.window.show_section(section)
+        page = self.window.page(section)
+        if item_id and isinstance(page, ApprovalsSection):
+            page.select(item_id)
+
+    def _ask_from_tray(self, text: str) -> None:
+        self.window.bring_to_front()
+        self.window.new_chat_with(text)
+
+    def _draft_reply_from_tray(self, text: str) -> None:
+        self._ask_from_tray(DRAFT_REPLY_PROMPT + text if text.strip() else "")
+
+    def _briefing_from_tray(self) -> None:
+        self.window.bring_to_front()
+        self.window.show_section("home")
+
+        def run(office: Office) -> None:
+            if office.agents is not None:
+                office.agents.run_now("daily-briefing")
+
+        self.bridge.call(run, lambda _: self.window.status.show_info("Writing today's briefing…"))
+
+    def _set_background_paused(self, paused: bool) -> None:
+        def apply(office: Office) -> None:
+            agents = office.agents
+            if agents is None:
+                return
+            if paused:
+                agents.manager.pause_all_background()
+            else:
+                agents.manager.resume_all()
+
+        done = "Background work paused." if paused else "Background work resumed."
+        self.bridge.call(apply, lambda _: self.window.status.show_info(done))
 
     def _new_chat_from_tray(self) -> None:
         self.window.bring_to_front()

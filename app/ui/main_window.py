@@ -25,10 +25,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.memory.conversations import Conversation, StoredMessage
+from app.ui import window_state
 from app.ui.bridge import TurnStats
 from app.ui.chat_view import ChatView
 from app.ui.composer import Composer
 from app.ui.conversation_list import PANE_WIDTH, ConversationList
+from app.ui.first_run import FirstRunPage
 from app.ui.office_bridge import OfficeBridge
 from app.ui.sections import SectionSpec, registered
 from app.ui.sidebar import Sidebar
@@ -66,6 +68,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect_signals()
         self.resize(*WINDOW_SIZE)
+        window_state.restore(self)
 
     # -- construction --------------------------------------------------
     def _build_layout(self) -> None:
@@ -88,6 +91,8 @@ class MainWindow(QMainWindow):
         chat = SectionSpec(CHAT, "Chat", CHAT_ORDER, lambda bridge, parent: splitter)
         for number, spec in enumerate(sorted([*registered(), chat], key=lambda s: s.order), 1):
             self._add_page(spec, number)
+        self.first_run = FirstRunPage(self._bridge, self)
+        self.pages.addWidget(self.first_run)
         body = QWidget(self)
         row = QHBoxLayout(body)
         row.setContentsMargins(0, 0, 0, 0)
@@ -99,6 +104,9 @@ class MainWindow(QMainWindow):
     def _add_page(self, spec: SectionSpec, number: int) -> None:
         page = spec.make(self._bridge, self)
         page.setAccessibleName(spec.title)
+        requested = getattr(page, "section_requested", None)
+        if requested is not None:  # a page may send the owner elsewhere (Home -> Approvals)
+            requested.connect(self.show_section)
         self._pages[spec.key] = page
         self.pages.addWidget(page)
         shortcut = f"Ctrl+{number}" if number <= 9 else None
@@ -116,6 +124,18 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentWidget(page)
         if self.sidebar.current_key != key:
             self.sidebar.select(key)
+
+    def page(self, key: str) -> QWidget | None:
+        """The page of section ``key`` (the app wires the tray to some)."""
+        return self._pages.get(key)
+
+    @Slot(str)
+    def new_chat_with(self, text: str) -> None:
+        """A new chat whose first message is ``text`` (the tray's clipboard actions)."""
+        self.show_section(CHAT)
+        self.new_chat()
+        if text.strip():
+            self._send(text)
 
     @property
     def current_section(self) -> str | None:
@@ -158,7 +178,11 @@ class MainWindow(QMainWindow):
         self.conversations.new_chat_requested.connect(self.new_chat)
         self.conversations.selected.connect(self.open_conversation)
         self.sidebar.section_chosen.connect(self.show_section)
-        self.show_section(CHAT)
+        self.show_section(window_state.last_section(list(self._pages), CHAT))
+        self.first_run.wanted.connect(lambda: self.pages.setCurrentWidget(self.first_run))
+        self.first_run.finished.connect(lambda: self.show_section(CHAT))
+        self.first_run.section_requested.connect(self.show_section)
+        bridge.opened.connect(self.first_run.check)
         self.composer.send_requested.connect(self._send)
         self.composer.stop_requested.connect(bridge.stop)
         bridge.opened.connect(self._on_opened)
@@ -271,7 +295,12 @@ class MainWindow(QMainWindow):
             self._unsent = None
 
     # -- events --------------------------------------------------------
+    def save_state(self) -> None:
+        """Remember geometry and the section shown, for the next start."""
+        window_state.save(self, self.current_section)
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        self.save_state()
         if self._hide_on_close:
             event.ignore()
             self.hide()

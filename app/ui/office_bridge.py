@@ -37,6 +37,7 @@ class OfficeBridge(QObject):
     failed = Signal(str)  # the turn failed: one readable line
     error = Signal(str)  # anything else failed: one readable line
     busy_changed = Signal(bool)
+    outbox_changed = Signal(str, str)  # event kind, action id (queued from the outbox's thread)
 
     def __init__(self, office: Office | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -61,6 +62,7 @@ class OfficeBridge(QObject):
         # Connector accounts sync and agents run in the background (their imports
         # stay off this thread); scheduled automations keep running in the tray.
         self._jobs.run(office.start_sync, lambda _loop: None, self._report_error)
+        office.on_outbox_event(lambda e: self.outbox_changed.emit(e.kind, e.action_id))
         self._jobs.run(office.start_agents, lambda _runtime: None, self._report_error)
 
     def call(

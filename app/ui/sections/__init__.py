@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 SectionFactory = Callable[["OfficeBridge", "QWidget"], "QWidget"]
 
-SECTION_MODULES: tuple[str, ...] = ()
+SECTION_MODULES: tuple[str, ...] = (
+    "app.ui.sections.home",
+    "app.ui.sections.memory",
+    "app.ui.sections.connections",
+)
 
 
 @dataclass(frozen=True, slots=True)
