@@ -106,9 +106,8 @@ def test_a_failing_listener_does_not_stop_the_sync(connections: Connections) -> 
 def test_test_connection_failures_come_back_as_reports(connections: Connections) -> None:
     connections.accounts.add("counter-test", "Down", {"down": True}, account_id="d")
     connections.accounts.add("counter-test", "Up", {}, account_id="u")
-    assert connections.test("d") == ConnectionReport(
-        False, "Counter: cannot reach the server", elapsed_ms=connections.test("d").elapsed_ms
-    )
+    down = connections.test("d")
+    assert (down.ok, down.summary) == (False, "Counter: cannot reach the server")
     no_secret = connections.test("u")
     assert not no_secret.ok and "no password is stored" in no_secret.summary
 
@@ -187,7 +186,7 @@ def test_the_cli_adds_tests_syncs_and_removes_with_the_real_keyring(
         }
     ]
     assert soloist_connections("test", "shop") == 0
-    assert "ok: logged in with 14 characters" in capsys.readouterr().out
+    assert "ok: logged in with 15 characters" in capsys.readouterr().out
     assert soloist_connections("sync", "shop") == 0
     assert soloist_connections("remove", "shop") == 0
     assert SecretStore().find(SecretRef("counter-test:shop:password")) is None
