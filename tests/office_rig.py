@@ -30,7 +30,7 @@ from app.agents.definitions import AgentDefinition
 from app.agents.loop import AgentLoop, Trigger
 from app.agents.loop_steps import RunResult
 from app.agents.outbox import Outbox
-from app.agents.tools_registry import ToolBox, ToolContext, builtin_tools
+from app.agents.tools_registry import DEFAULT_MAX_STRING, ToolBox, ToolContext, builtin_tools
 from app.agents.trace import TraceStore
 from app.engine.interface import Engine
 from app.integrations.base import (
@@ -187,7 +187,7 @@ class Office:
         self.memory.close()
 
     # -- running ---------------------------------------------------------------------
-    def toolbox(self, definition: AgentDefinition, max_string: int = 2000) -> ToolBox:
+    def toolbox(self, definition: AgentDefinition, max_string: int = DEFAULT_MAX_STRING) -> ToolBox:
         context = ToolContext(
             definition.id,
             memory=self.memory,

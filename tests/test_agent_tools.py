@@ -21,6 +21,7 @@ from app.agents.runtime_errors import (
     ToolTimeoutError,
 )
 from app.agents.tools_registry import (
+    DEFAULT_MAX_STRING,
     FINAL,
     AgentTool,
     ToolBox,
@@ -72,7 +73,7 @@ def test_the_schema_is_one_branch_per_tool_plus_final() -> None:
     names = [b["properties"]["tool"]["const"] for b in branches]  # type: ignore[index,call-overload]
     assert names == ["crm.lookup", "time.now", FINAL]
     lookup_args = branches[0]["properties"]["arguments"]  # type: ignore[index,call-overload]
-    assert lookup_args["properties"]["name"]["maxLength"] == 2000
+    assert lookup_args["properties"]["name"]["maxLength"] == DEFAULT_MAX_STRING
     assert lookup_args["additionalProperties"] is False
 
 

@@ -8,6 +8,7 @@ model.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,9 @@ from app.agents.loop import LoopOptions, Trigger
 from app.agents.outbox import ActionState
 from app.agents.taint import Origin
 from app.agents.trace import RunState, StepKind
+from app.engine.llama_adapter import ContextConfig
+from app.engine.llamacpp import LlamaCppEngine
+from app.engine.types import GenerateRequest, Message, SamplingParams
 from app.memory.db import Database
 from app.memory.search import SearchFilter
 
@@ -325,3 +329,27 @@ def test_inbox_triage_on_the_real_tiny_model(office: Office, tiny_model_8k: Path
     assert result.state is not RunState.FAILED
     assert office.executions.done == []  # nothing ran without the owner
     assert all(a.state is ActionState.PROPOSED for a in office.outbox.list())
+
+
+@pytest.fixture(scope="module")
+def grammar_engine() -> Iterator[LlamaCppEngine]:
+    engine = LlamaCppEngine(ContextConfig(n_ctx=512))
+    yield engine
+    engine.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("definition", BUILTINS, ids=[d.id for d in BUILTINS])
+def test_llama_cpp_accepts_the_tool_call_grammar_of_every_builtin(  # type: ignore[no-untyped-def]
+    definition, office: Office, tiny_model: Path, grammar_engine: LlamaCppEngine
+) -> None:
+    """The call schema with real bounds compiles to a grammar llama.cpp takes (a string
+    bound over ~1,400 characters makes llama.cpp refuse the whole grammar)."""
+    schema = json.dumps(office.toolbox(definition).schema())
+    request = GenerateRequest(
+        model_path=str(tiny_model),
+        messages=(Message("user", "go"),),
+        sampling=SamplingParams(max_tokens=2, json_schema=schema),
+    )
+    chunks = list(grammar_engine.generate(request))
+    assert chunks[-1].finish_reason is not None and chunks[-1].error is None

@@ -62,7 +62,7 @@ log = logging.getLogger("soloist.agents")
 FINAL = "final"
 """The pseudo-tool that ends a run with an answer."""
 
-DEFAULT_MAX_STRING = 2000
+DEFAULT_MAX_STRING = 1000  # llama.cpp refuses grammars with longer bounded strings
 
 
 class MemoryAccess(Protocol):

@@ -20,12 +20,13 @@ class Sidebar(QListWidget):
         self.setAccessibleName("Sections")
         self.setFixedWidth(SIDEBAR_WIDTH)
         self.setUniformItemSizes(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.currentItemChanged.connect(self._changed)
 
     def add_section(self, key: str, title: str, shortcut: str | None) -> None:
         item = QListWidgetItem(title, self)
         item.setData(_KEY_ROLE, key)
-        item.setSizeHint(QSize(SIDEBAR_WIDTH, 32))
+        item.setSizeHint(QSize(SIDEBAR_WIDTH - 8, 32))
         item.setToolTip(f"{title} ({shortcut})" if shortcut else title)
 
     def keys(self) -> list[str]:

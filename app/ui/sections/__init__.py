@@ -27,8 +27,13 @@ SectionFactory = Callable[["OfficeBridge", "QWidget"], "QWidget"]
 
 SECTION_MODULES: tuple[str, ...] = (
     "app.ui.sections.home",
+    "app.ui.sections.approvals",
+    "app.ui.sections.agents",
+    "app.ui.sections.automations",
     "app.ui.sections.memory",
     "app.ui.sections.connections",
+    "app.ui.sections.models",
+    "app.ui.sections.activity",
 )
 
 

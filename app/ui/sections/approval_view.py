@@ -38,6 +38,7 @@ from app.ui.sections.approvals_ops import (
 )
 
 UNTRUSTED_TINT = QColor(255, 224, 178)  # amber; the text and icon say it too
+UNTRUSTED_TEXT = QColor(33, 33, 33)  # dark text on the amber, whatever the theme
 BANNER_STYLE = "background: #fff3cd; color: #5c4400; padding: 6px; border-radius: 4px;"
 NOTHING = "Choose an action on the left to see exactly what it would do."
 
@@ -208,6 +209,7 @@ class ApprovalView(QWidget):
                 items[1].setIcon(warning)
                 for item in items:
                     item.setBackground(QBrush(UNTRUSTED_TINT))
+                    item.setForeground(QBrush(UNTRUSTED_TEXT))  # readable in dark themes too
                     item.setToolTip(row.mark)
             for column, item in enumerate(items):
                 self.fields.setItem(index, column, item)
