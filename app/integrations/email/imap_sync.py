@@ -34,13 +34,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from app.integrations.email.mime import parse_message
-
 from app.integrations.base import ConnectorEvent, EventSink, JsonObject, JsonValue, MemorySink
 from app.integrations.email.imap import ImapClient
 from app.integrations.email.imap_parse import FetchedMessage, FolderInfo, SelectedFolder
 from app.integrations.email.mail_rows import memory_text, memory_url, stored_message
 from app.integrations.email.mail_store import FolderState, MailStore, StoredMessage
+from app.integrations.email.mime import parse_message
 from app.integrations.errors import ConnectionLostError
 from app.memory.provenance import Provenance
 

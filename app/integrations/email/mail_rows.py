@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from app.integrations.email.mime import Address, AttachmentInfo, ParsedMessage
-from app.integrations.email.threads import thread_id_for
-
 from app.integrations.base import JsonObject
 from app.integrations.email.imap_parse import FetchedMessage
 from app.integrations.email.mail_store import StoredMessage
+from app.integrations.email.mime import Address, AttachmentInfo, ParsedMessage
+from app.integrations.email.threads import thread_id_for
 
 MEMORY_TEXT_CHARS = 2000
 

@@ -1,73 +1,90 @@
-"""Mail as bytes from a server → a :class:`ParsedMessage` the office can store.
+"""Mail as bytes from a server -> a :class:`ParsedMessage` the office can store.
 
-Parsing uses the standard library's modern policy (``email.policy.default``)
-for the structure, but every value that reaches Soloist is re-checked here,
-because mail is written by strangers:
+Mail is written by strangers, so :func:`parse_message` never raises and its
+cost is bounded by the size of the input and :class:`MimeLimits`:
 
-- headers are read raw and decoded by :mod:`mime_headers` (no CR/LF can
-  survive into a subject or an address list);
-- the MIME tree is walked without recursion, at most ``max_parts`` parts and
-  ``max_depth`` levels deep;
-- body text is decoded leniently: an unknown or wrong charset falls back to
-  UTF-8 then cp1252, broken base64 decodes what it can; each problem is a
-  short entry in ``defects``;
-- attachments are metadata only (name, type, size estimated from the encoded
-  length): their bytes are never decoded, so a 50 MB attachment costs no
-  second copy;
-- HTML is reduced to visible text by :func:`html_to_text`.
+- the MIME tree is found by :mod:`.mime_walk` (offsets into the raw bytes,
+  an explicit stack, at most ``max_parts`` parts and ``max_depth`` levels);
+  why not the standard library's parser on the whole message is measured
+  there;
+- header fields are decoded by :mod:`.mime_fields`: the structure of an
+  address list is read before its encoded words are decoded, and no CR, LF
+  or other control character survives into a subject, a name or an address;
+- bodies are decoded leniently by :mod:`.mime_decode` (an unknown or wrong
+  charset falls back, broken base64 decodes what is there);
+- attachments are metadata: their size is counted a chunk at a time and
+  their bytes are never copied, so a 50 MB attachment costs no second copy;
+- HTML is reduced to visible text by :func:`.html_to_text`.
 
-:func:`parse_message` never raises. If the structure cannot be read at all
-(the stdlib parser gave up), the headers and the raw body as text are kept
-with the defect ``structure unreadable``.
+What was wrong is listed in ``defects`` as short names ("bad base64",
+"unknown charset", "too many parts", "nesting too deep", "header too
+long"...).
 """
 
 from __future__ import annotations
 
-import codecs
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from email import policy
-from email.message import Message
-from email.parser import BytesHeaderParser, BytesParser
 
-from app.integrations.email import mime_headers as headers
 from app.integrations.email.html_text import html_to_text
-from app.integrations.email.mime_headers import Address
-
-__all__ = ["Address", "AttachmentInfo", "MimeLimits", "ParsedMessage", "parse_message"]
-
-_BASE64_CHARS = re.compile(rb"[A-Za-z0-9+/]")
-# Text codecs that turn escapes into characters: never for mail bodies.
-_REFUSED_CODECS = frozenset(
-    {"unicode_escape", "raw_unicode_escape", "punycode", "idna", "undefined"}
+from app.integrations.email.mime_decode import (
+    Defects,
+    decode_text,
+    decode_transfer,
+    decoded_size,
 )
+from app.integrations.email.mime_fields import (
+    Address,
+    decode_unstructured,
+    message_ids,
+    normalise_message_id,
+    parse_addresses,
+    parse_date,
+)
+from app.integrations.email.mime_walk import Part, read_tree
+from app.integrations.email.text_clean import clean_block, clean_line
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Address",
+    "AttachmentInfo",
+    "MimeLimits",
+    "ParsedMessage",
+    "normalise_message_id",
+    "parse_message",
+    "safe_filename",
+]
+
+_BODY_TYPES = ("text/plain", "text/html")
 
 
 @dataclass(frozen=True, slots=True)
 class AttachmentInfo:
     """What an attachment is, without its bytes."""
 
-    filename: str | None
+    filename: str | None  # no path, no control or bidi characters
     content_type: str
-    size: int  # decoded bytes (estimated from the encoded length for base64)
-    content_id: str | None
+    size: int  # decoded bytes
+    content_id: str | None  # without the angle brackets, as in a cid: URL
     inline: bool
-    truncated: bool = False  # larger than max_attachment_bytes: never to be fetched whole
+    truncated: bool = False  # larger than max_attachment_bytes: metadata only
 
 
 @dataclass(frozen=True, slots=True)
 class MimeLimits:
     max_parts: int = 500
-    max_depth: int = 20
-    max_header_bytes: int = 256 * 1024
+    max_depth: int = 20  # read as at most 100
+    max_header_bytes: int = 256 * 1024  # of one part's header block
     max_text_chars: int = 1_000_000
     max_attachment_bytes: int = 25 * 1024 * 1024
 
 
+DEFAULT_LIMITS = MimeLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedMessage:
-    message_id: str | None
+    message_id: str | None  # "<local@host>"
     in_reply_to: str | None
     references: tuple[str, ...]
     subject: str
@@ -75,205 +92,163 @@ class ParsedMessage:
     to: tuple[Address, ...]
     cc: tuple[Address, ...]
     reply_to: tuple[Address, ...]
-    date: datetime | None
-    text: str
-    html_text: str | None
+    date: datetime | None  # aware, UTC
+    text: str  # text/plain, else the HTML reduced to visible text
+    html_text: str | None  # the HTML reduced to visible text, if there was HTML
     attachments: tuple[AttachmentInfo, ...]
     defects: tuple[str, ...]
-    size: int
+    size: int  # bytes of the raw message
 
     def __repr__(self) -> str:  # never the text of a mail in a log
         return f"ParsedMessage(id={self.message_id!r}, size={self.size})"
 
 
-@dataclass
-class _Walk:
-    limits: MimeLimits
-    defects: list[str] = field(default_factory=list)
-    plain: str | None = None
-    html: str | None = None
-    attachments: list[AttachmentInfo] = field(default_factory=list)
-    parts: int = 0
-
-
-def parse_message(raw: bytes, limits: MimeLimits | None = None) -> ParsedMessage:
+def parse_message(raw: bytes, limits: MimeLimits | None = DEFAULT_LIMITS) -> ParsedMessage:
     """Parse ``raw`` (RFC 5322 bytes); see the module docstring. Never raises."""
-    limits = limits or MimeLimits()
-    defects: list[str] = []
-    data = _cap_header_block(bytes(raw), limits, defects)
+    limits = limits or DEFAULT_LIMITS
+    defects = Defects()
     try:
-        message = BytesParser(policy=policy.default).parsebytes(data)
-        walk = _Walk(limits, defects)
-        _walk_tree(message, walk)
-    except Exception:  # RecursionError on absurd nesting, or a parser bug: keep what we can
-        defects.append("structure unreadable")
-        return _fallback(data, len(raw), limits, defects)
-    return _assemble(message, walk, len(raw))
-
-
-def _cap_header_block(raw: bytes, limits: MimeLimits, defects: list[str]) -> bytes:
-    end = _header_end(raw)
-    if end <= limits.max_header_bytes:
-        return raw
-    defects.append("headers too large")
-    head = raw[: limits.max_header_bytes]
-    head = head[: max(head.rfind(b"\n"), 0)]
-    return head + b"\r\n\r\n" + raw[end:]
-
-
-def _header_end(raw: bytes) -> int:
-    found = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-    return min(found) if found else len(raw)
-
-
-def _walk_tree(message: Message, walk: _Walk) -> None:
-    stack: list[tuple[Message, int]] = [(message, 0)]
-    while stack:
-        part, depth = stack.pop()
-        walk.parts += 1
-        if walk.parts > walk.limits.max_parts:
-            walk.defects.append("too many parts")
-            return
-        if part.is_multipart():
-            if depth >= walk.limits.max_depth:
-                walk.defects.append("nesting too deep")
-                continue
-            children = part.get_payload()
-            if isinstance(children, list):
-                stack.extend((child, depth + 1) for child in reversed(children))
-            continue
-        try:
-            _leaf(part, walk)
-        except Exception:
-            walk.defects.append("unreadable part")
-
-
-def _leaf(part: Message, walk: _Walk) -> None:
-    content_type = part.get_content_type()
-    disposition = part.get_content_disposition()
-    filename = _filename(part, walk.defects)
-    is_body = content_type in ("text/plain", "text/html") and disposition != "attachment"
-    if is_body and filename is None:
-        if content_type == "text/plain" and walk.plain is None:
-            walk.plain = _text(part, walk)
-            return
-        if content_type == "text/html" and walk.html is None:
-            walk.html = html_to_text(_text(part, walk), walk.limits.max_text_chars)
-            return
-    size = _encoded_size(part)
-    walk.attachments.append(
-        AttachmentInfo(
-            filename=filename,
-            content_type=content_type,
-            size=size,
-            content_id=headers.message_id(_raw_header(part, "content-id")),
-            inline=disposition == "inline",
-            truncated=size > walk.limits.max_attachment_bytes,
-        )
-    )
-
-
-def _filename(part: Message, defects: list[str]) -> str | None:
+        data = raw if isinstance(raw, bytes) else bytes(raw)
+    except Exception:  # not bytes-like at all
+        defects.add("not bytes")
+        data = b""
     try:
-        name = part.get_filename()
-    except Exception:
-        defects.append("unreadable file name")
-        return None
-    if not name:
-        return None
-    cleaned = headers.one_line(str(name)).replace("/", "_").replace("\\", "_")
-    return cleaned[:255] or None
+        return _parse(data, limits, defects)
+    except Exception:  # a bug of ours: the caller still gets a message, marked
+        defects.add("internal error")
+        return _message({}, _Reader(data, limits, defects), len(data))
 
 
-def _text(part: Message, walk: _Walk) -> str:
-    payload = part.get_payload(decode=True)
-    if part.defects:
-        walk.defects.extend(sorted({type(d).__name__ for d in part.defects}))
-    if not isinstance(payload, bytes):
-        return ""
-    cap = walk.limits.max_text_chars * 4
-    if len(payload) > cap:
-        walk.defects.append("text too long")
-        payload = payload[:cap]
-    return _decode(payload, part.get_content_charset(), walk.defects)[: walk.limits.max_text_chars]
+def _parse(data: bytes, limits: MimeLimits, defects: Defects) -> ParsedMessage:
+    root, fields = read_tree(data, limits, defects)
+    reader = _Reader(data, limits, defects)
+    reader.collect(root)
+    return _message(fields, reader, len(data))
 
 
-def _decode(payload: bytes, charset: str | None, defects: list[str]) -> str:
-    codec = _codec(charset, defects)
-    if codec is not None:
-        try:
-            return payload.decode(codec)
-        except (UnicodeDecodeError, LookupError):
-            defects.append("text not in its declared charset")
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return payload.decode("cp1252", errors="replace")
+def _message(fields: dict[str, str], reader: _Reader, size: int) -> ParsedMessage:
+    defects = reader.defects
 
+    def addresses(name: str) -> tuple[Address, ...]:
+        return parse_addresses(fields[name], defects) if name in fields else ()
 
-def _codec(charset: str | None, defects: list[str]) -> str | None:
-    name = (charset or "utf-8").strip().strip("\"'").lower()[:40]
-    try:
-        info = codecs.lookup(name)
-    except (LookupError, ValueError):
-        defects.append("unknown charset")
-        return None
-    if info.name in _REFUSED_CODECS or not getattr(info, "_is_text_encoding", True):
-        defects.append("refused charset")
-        return None
-    return info.name
-
-
-def _encoded_size(part: Message) -> int:
-    body = part.get_payload()
-    if not isinstance(body, str):
-        return 0
-    encoding = str(_raw_header(part, "content-transfer-encoding") or "").strip().lower()
-    if encoding == "base64":
-        return len(_BASE64_CHARS.findall(body.encode("ascii", "surrogateescape"))) * 3 // 4
-    return len(body)
-
-
-def _raw_header(part: Message, name: str) -> str | None:
-    for key, value in part.raw_items():
-        if key.lower() == name:
-            return str(value)
-    return None
-
-
-def _raw_all(message: Message, name: str) -> list[str]:
-    return [str(v) for k, v in message.raw_items() if k.lower() == name]
-
-
-def _assemble(message: Message, walk: _Walk, size: int) -> ParsedMessage:
-    defects = walk.defects
-    senders = headers.addresses(_raw_all(message, "from"), defects)
-    html_text = walk.html
-    text = walk.plain if walk.plain is not None else (html_text or "")
+    senders = addresses("from")
     return ParsedMessage(
-        message_id=headers.message_id(_raw_header(message, "message-id")),
-        in_reply_to=headers.message_id(_raw_header(message, "in-reply-to")),
-        references=headers.references(_raw_header(message, "references")),
-        subject=headers.decode_value(_raw_header(message, "subject") or "", defects),
+        message_id=normalise_message_id(fields.get("message-id")),
+        in_reply_to=normalise_message_id(fields.get("in-reply-to")),
+        references=message_ids(fields.get("references", "")),
+        subject=decode_unstructured(fields.get("subject", ""), defects),
         sender=senders[0] if senders else None,
-        to=headers.addresses(_raw_all(message, "to"), defects),
-        cc=headers.addresses(_raw_all(message, "cc"), defects),
-        reply_to=headers.addresses(_raw_all(message, "reply-to"), defects),
-        date=headers.date(_raw_header(message, "date"), defects),
-        text=text,
-        html_text=html_text,
-        attachments=tuple(walk.attachments),
-        defects=tuple(dict.fromkeys(defects)),
+        to=addresses("to"),
+        cc=addresses("cc"),
+        reply_to=addresses("reply-to"),
+        date=parse_date(fields["date"], defects) if "date" in fields else None,
+        text=reader.text(),
+        html_text=reader.html_text(),
+        attachments=tuple(reader.attachments),
+        defects=defects.as_tuple(),
         size=size,
     )
 
 
-def _fallback(data: bytes, size: int, limits: MimeLimits, defects: list[str]) -> ParsedMessage:
-    message: Message
-    try:
-        message = BytesHeaderParser(policy=policy.default).parsebytes(data)
-    except Exception:
-        message = Message()
-    body = data[_header_end(data) :][: limits.max_text_chars]
-    walk = _Walk(limits, defects, plain=body.decode("utf-8", errors="replace"))
-    return _assemble(message, walk, size)
+@dataclass(slots=True)
+class _Body:
+    """Readable text of a subtree (document order) and its HTML reduced to text."""
+
+    readable: list[tuple[bool, str]]  # (from HTML?, text)
+    html: list[str]
+
+
+class _Reader:
+    """Decodes the body parts of a tree and lists its attachments."""
+
+    def __init__(self, data: bytes, limits: MimeLimits, defects: Defects) -> None:
+        self.data = data
+        self.limits = limits
+        self.defects = defects
+        self.attachments: list[AttachmentInfo] = []
+        self.budget = 2 * max(limits.max_text_chars, 0)  # plain and HTML of one alternative
+        self.body = _Body([], [])
+
+    def collect(self, root: Part) -> None:
+        self.body = self._walk(root)
+
+    def text(self) -> str:
+        pieces = [text for _, text in self.body.readable if text]
+        return "\n\n".join(pieces)[: self.limits.max_text_chars]
+
+    def html_text(self) -> str | None:
+        if not self.body.html:
+            return None
+        return "\n\n".join(t for t in self.body.html if t)[: self.limits.max_text_chars]
+
+    def _walk(self, part: Part) -> _Body:
+        if part.unread:
+            return _Body([], [])
+        if not part.is_multipart:
+            return self._leaf(part)
+        bodies = [self._walk(child) for child in part.children]
+        if part.content_type == "multipart/alternative":
+            return _alternative(bodies)
+        return _Body(
+            [item for body in bodies for item in body.readable],
+            [html for body in bodies for html in body.html],
+        )
+
+    def _leaf(self, part: Part) -> _Body:
+        if part.content_type in _BODY_TYPES and part.disposition != "attachment":
+            text = self._decode(part)
+            if part.content_type == "text/html":
+                html = html_to_text(text, max(self.limits.max_text_chars, 0))
+                return _Body([(True, html)], [html])
+            return _Body([(False, clean_block(text))], [])
+        size = decoded_size(self.data, part.body_start, part.body_end, part.encoding, self.defects)
+        name = part.disposition_params.get("filename") or part.params.get("name")
+        self.attachments.append(
+            AttachmentInfo(
+                filename=safe_filename(name),
+                content_type=part.content_type,
+                size=size,
+                content_id=part.content_id,
+                inline=part.disposition == "inline"
+                or (part.disposition is None and part.content_id is not None),
+                truncated=size > self.limits.max_attachment_bytes,
+            )
+        )
+        return _Body([], [])
+
+    def _decode(self, part: Part) -> str:
+        """A text part's body, reading at most what the text budget can use."""
+        if self.budget <= 0:
+            self.defects.add("text truncated")
+            return ""
+        most = self.budget * 6  # up to 4 bytes a character, +1/3 for base64, line breaks
+        end = part.body_end
+        if end - part.body_start > most:
+            self.defects.add("text truncated")
+            end = part.body_start + most
+        data = decode_transfer(self.data[part.body_start : end], part.encoding, self.defects)
+        text = decode_text(data, part.params.get("charset"), self.defects)
+        self.budget -= len(text)
+        return text
+
+
+def _alternative(bodies: list[_Body]) -> _Body:
+    """Plain text if an alternative has some (an empty text/plain beside the HTML is
+    common), else the richest; HTML from the last alternative that has HTML."""
+    plain = [b for b in bodies if any(not html and text for html, text in b.readable)]
+    readable = plain[0] if plain else next((b for b in reversed(bodies) if b.readable), None)
+    with_html = next((b for b in reversed(bodies) if b.html), None)
+    return _Body(
+        readable.readable if readable else [],
+        with_html.html if with_html else [],
+    )
+
+
+def safe_filename(name: str | None) -> str | None:
+    """A file name to show or save: no directories, no control or bidi characters."""
+    if not name:
+        return None
+    cleaned = clean_line(name).replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = cleaned.strip(" .")[:255]
+    return cleaned or None

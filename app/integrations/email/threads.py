@@ -69,3 +69,40 @@ def _parents(in_reply_to: str | None, references: Sequence[str]) -> list[str]:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+class ThreadIndex:
+    """Message-ID to thread id in memory: what the mail store's lookup does, for tests.
+
+    ``add`` files a message the way the sync does (``thread_id_for`` with this
+    index as the lookup) and returns its thread id.
+    """
+
+    def __init__(self) -> None:
+        self._threads: dict[str, str] = {}
+
+    def lookup(self, ids: Sequence[str]) -> str | None:
+        for message_id in ids:
+            thread = self._threads.get(message_id.strip().lower())
+            if thread is not None:
+                return thread
+        return None
+
+    def add(  # noqa: PLR0917  (the same fields as thread_id_for)
+        self,
+        message_id: str | None,
+        in_reply_to: str | None,
+        references: Sequence[str],
+        subject: str,
+        sender_email: str | None,
+        date: datetime | None,
+    ) -> str:
+        thread = thread_id_for(
+            message_id, in_reply_to, references, subject, sender_email, date, self.lookup
+        )
+        if message_id:
+            self._threads[message_id.strip().lower()] = thread
+        return thread
+
+    def __len__(self) -> int:
+        return len(self._threads)
