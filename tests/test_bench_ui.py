@@ -36,7 +36,7 @@ def test_parsers_read_proc_and_the_app_line() -> None:
 def test_ui_scenarios_are_registered_with_targets() -> None:
     assert {13, 14, 15, 16} <= set(SCENARIOS)
     assert [str(TARGETS[n]) for n in (13, 14, 15, 16)] == [
-        "<= 1500 ms",
+        "<= 1000 ms",
         "<= 50 ms",
         "<= 1 %",
         "<= 300 MB",
