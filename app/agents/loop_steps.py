@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from app.agents.taint import UntrustedSource
+from app.agents.tools_registry import MemoryAccess
 from app.agents.trace import RunState, StepKind, TraceStep
 from app.engine.types import Chunk, FinishReason, GenerateRequest, Message
 from app.integrations.base import JsonObject, JsonValue, PreparedAction
@@ -217,17 +218,7 @@ class ContextLink(Protocol):
     def finish(self, run_id: str, content: Mapping[str, Any]) -> None: ...
 
 
-class Memory(Protocol):
-    def search(self, query: str, k: int = ..., where: Any = ...) -> Any: ...
-
-    def remember(
-        self,
-        text: str,
-        kind: str = ...,
-        scope: str = ...,
-        provenance: Any = ...,
-        metadata: Any = ...,
-    ) -> Any: ...
+Memory = MemoryAccess  # the loop needs what the built-in tools need: search and remember
 
 
 @dataclass(frozen=True, slots=True)
