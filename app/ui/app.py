@@ -15,22 +15,24 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSize
+from PySide6.QtCore import QSize, QTimer
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from app import __version__, assets, logs, paths
-from app.office import Office
 from app.ui import theme
 from app.ui.first_paint import FIRST_PAINT, FirstPaintProbe
 from app.ui.main_window import MainWindow
 from app.ui.notifications import Notifier, notifier_for
 from app.ui.office_bridge import OfficeBridge
-from app.ui.sections.approvals import ApprovalsSection
 from app.ui.shutdown_signals import install_quit_on_signals
 from app.ui.single_instance import SingleInstance
 from app.ui.tray import Tray, create_tray
+
+if TYPE_CHECKING:
+    from app.office import Office
 
 DRAFT_REPLY_PROMPT = "Draft a short, polite reply to this email for me to review:\n\n"
 log = logging.getLogger("soloist.ui")
@@ -51,6 +53,13 @@ def run(argv: list[str]) -> int:
     if not instance.acquire():
         return _hand_over(instance)
     return DesktopApp(qt_app, instance).run()
+
+
+def open_office() -> Office:
+    """Open the office of the data directory (run on the bridge's worker thread)."""
+    from app.office import Office  # DuckDB, the memory and agent layers: after the paint
+
+    return Office()
 
 
 def announce(line: str) -> None:
@@ -104,13 +113,12 @@ class DesktopApp:
     def run(self) -> int:
         self._start("single instance", lambda: None, self.instance.release)
         self._start("office bridge", lambda: None, self.bridge.shutdown)
-        FirstPaintProbe(self.window, lambda ms: announce(f"{FIRST_PAINT} {ms:.0f} ms"))
+        FirstPaintProbe(self.window, self._on_first_paint)
         self._start("main window", self.window.show, self._hide_window)
         self._start("tray", self._start_tray, self._stop_tray)
         self._start("signal handlers", self._start_signal_handlers, self._stop_signal_handlers)
         self._connect_signals()
         self.window.status.show_info("Opening the office…")
-        self._start("office", lambda: self.bridge.open(Office), lambda: None)
         try:
             status = self.qt_app.exec()
         finally:
@@ -132,13 +140,18 @@ class DesktopApp:
             self.tray.briefing_requested.connect(self._briefing_from_tray)
             self.tray.approvals_requested.connect(lambda: self._open_item("approvals", ""))
             self.tray.pause_toggled.connect(self._set_background_paused)
-        approvals = self.window.page("approvals")
-        if isinstance(approvals, ApprovalsSection):
-            if self.tray is not None:
-                approvals.pending_count_changed.connect(self.tray.set_pending)
-            approvals.new_pending.connect(self.notifier.approvals)
-            approvals.new_failures.connect(self.notifier.failures)
+        self.window.pages.page_built.connect(self._on_page_built)
         self.notifier.open_item_requested.connect(self._open_item)
+
+    def _on_page_built(self, key: str, page: QWidget) -> None:
+        from app.ui.sections.approvals import ApprovalsSection  # built, so imported
+
+        if key != "approvals" or not isinstance(page, ApprovalsSection):
+            return
+        if self.tray is not None:
+            page.pending_count_changed.connect(self.tray.set_pending)
+        page.new_pending.connect(self.notifier.approvals)
+        page.new_failures.connect(self.notifier.failures)
 
     # -- steps ---------------------------------------------------------
     def _start(self, name: str, start: Callable[[], None], stop: Callable[[], None]) -> None:
@@ -177,6 +190,15 @@ class DesktopApp:
         self._restore_signals()
 
     # -- reactions -----------------------------------------------------
+    def _on_first_paint(self, age_ms: float) -> None:
+        """The window is on screen: now the office, then the section pages."""
+        announce(f"{FIRST_PAINT} {age_ms:.0f} ms")
+        QTimer.singleShot(0, self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        self._start("office", lambda: self.bridge.open(open_office), lambda: None)
+        self.window.build_sections()
+
     def _on_opened(self) -> None:
         log.info("ready")
         announce(READY)
@@ -194,8 +216,9 @@ class DesktopApp:
         self.window.bring_to_front()
         self.window.show_section(section)
         page = self.window.page(section)
-        if item_id and isinstance(page, ApprovalsSection):
-            page.select(item_id)
+        select = getattr(page, "select", None)
+        if item_id and callable(select):
+            select(item_id)
 
     def _ask_from_tray(self, text: str) -> None:
         self.window.bring_to_front()

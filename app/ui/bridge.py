@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
@@ -20,13 +21,21 @@ from app.engine.errors import EngineError
 from app.engine.types import Chunk, FinishReason, Timings
 from app.integrations.errors import ConnectorError
 from app.memory.errors import StoreError
-from app.office import ChatTurn, NoModelError, Office
 from app.secrets import SecretsError
+
+if TYPE_CHECKING:  # the office (DuckDB, memory) is imported after the first paint
+    from app.office import ChatTurn, Office
 
 log = logging.getLogger("soloist.ui")
 
 TITLE_CHARS = 48
-KNOWN_ERRORS = (NoModelError, EngineError, StoreError, ConnectorError, AgentError, SecretsError)
+KNOWN_ERRORS: tuple[type[Exception], ...] = (
+    EngineError,
+    StoreError,
+    ConnectorError,
+    AgentError,
+    SecretsError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +49,9 @@ class TurnStats:
 
 def describe_error(exc: BaseException) -> str:
     """One line for the owner; a bug also leaves its traceback in the log."""
-    if isinstance(exc, KNOWN_ERRORS):
+    from app.office import NoModelError  # loaded by then: only an open office raises
+
+    if isinstance(exc, (*KNOWN_ERRORS, NoModelError)):
         return str(exc)
     log.error("unexpected error", exc_info=exc)
     return f"Something went wrong ({type(exc).__name__}); the details are in the log."
@@ -108,6 +119,8 @@ class ChatStream(QObject):
 
     def _create_conversation(self) -> str:
         if self._office.model_path() is None:
+            from app.office import NoModelError
+
             raise NoModelError()  # before creating: no empty conversation is left behind
         return self._office.new_conversation(title_for(self._text)).id
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal, Slot
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
-from app.memory.conversations import Conversation
+if TYPE_CHECKING:
+    from app.memory.conversations import Conversation
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 PANE_WIDTH = 240

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -19,22 +20,24 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QMainWindow,
     QSplitter,
-    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from app.memory.conversations import Conversation, StoredMessage
 from app.ui import window_state
 from app.ui.bridge import TurnStats
 from app.ui.chat_view import ChatView
 from app.ui.composer import Composer
 from app.ui.conversation_list import PANE_WIDTH, ConversationList
-from app.ui.first_run import FirstRunPage
 from app.ui.office_bridge import OfficeBridge
-from app.ui.sections import SectionSpec, registered
+from app.ui.page_stack import SectionPages
+from app.ui.sections import SectionInfo, declared
 from app.ui.sidebar import Sidebar
 from app.ui.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from app.memory.conversations import Conversation, StoredMessage
+    from app.ui.first_run import FirstRunPage
 
 log = logging.getLogger("soloist.ui")
 
@@ -42,6 +45,7 @@ MODEL_FILTER = "GGUF models (*.gguf);;All files (*)"
 WINDOW_SIZE = (1200, 760)
 CHAT = "chat"
 CHAT_ORDER = 20  # Home is 10; the other sections come after Chat
+FIRST_RUN = "first-run"
 
 
 class MainWindow(QMainWindow):
@@ -86,13 +90,16 @@ class MainWindow(QMainWindow):
         splitter.setChildrenCollapsible(False)
         splitter.setObjectName("section-chat")
         self.sidebar = Sidebar(self)
-        self.pages = QStackedWidget(self)
-        self._pages: dict[str, QWidget] = {}
-        chat = SectionSpec(CHAT, "Chat", CHAT_ORDER, lambda bridge, parent: splitter)
-        for number, spec in enumerate(sorted([*registered(), chat], key=lambda s: s.order), 1):
-            self._add_page(spec, number)
-        self.first_run = FirstRunPage(self._bridge, self)
-        self.pages.addWidget(self.first_run)
+        self.pages = SectionPages(self._bridge, self)
+        chat = SectionInfo("", CHAT, "Chat", CHAT_ORDER)
+        for number, info in enumerate(sorted([*declared(), chat], key=lambda i: i.order), 1):
+            if info is chat:
+                splitter.setAccessibleName(chat.title)
+                self.pages.add_built(CHAT, splitter)
+            else:
+                self.pages.add_section(info)
+            self._add_to_sidebar(info, number)
+        self.pages.add_lazy(FIRST_RUN, "Getting started", self._make_first_run)
         body = QWidget(self)
         row = QHBoxLayout(body)
         row.setContentsMargins(0, 0, 0, 0)
@@ -101,33 +108,56 @@ class MainWindow(QMainWindow):
         row.addWidget(self.pages, 1)
         self.setCentralWidget(body)
 
-    def _add_page(self, spec: SectionSpec, number: int) -> None:
-        page = spec.make(self._bridge, self)
-        page.setAccessibleName(spec.title)
+    def _add_to_sidebar(self, info: SectionInfo, number: int) -> None:
+        shortcut = f"Ctrl+{number}" if number <= 9 else None
+        self.sidebar.add_section(info.key, info.title, shortcut)
+        if shortcut is not None:
+            action = self._action(info.title, QKeySequence(shortcut))
+            action.triggered.connect(lambda _=False, key=info.key: self.show_section(key))
+
+    def _make_first_run(self) -> QWidget:
+        from app.ui.first_run import FirstRunPage  # model downloads bring httpx: not at start
+
+        return FirstRunPage(self._bridge, self.pages)
+
+    @Slot(str, QWidget)
+    def _on_page_built(self, key: str, page: QWidget) -> None:
+        if key != FIRST_RUN:
+            page.setAccessibleName(self.sidebar.title_of(key) or key)
         requested = getattr(page, "section_requested", None)
         if requested is not None:  # a page may send the owner elsewhere (Home -> Approvals)
             requested.connect(self.show_section)
-        self._pages[spec.key] = page
-        self.pages.addWidget(page)
-        shortcut = f"Ctrl+{number}" if number <= 9 else None
-        self.sidebar.add_section(spec.key, spec.title, shortcut)
-        if shortcut is not None:
-            action = self._action(spec.title, QKeySequence(shortcut))
-            action.triggered.connect(lambda _=False, key=spec.key: self.show_section(key))
+        if key == FIRST_RUN:
+            page.wanted.connect(lambda: self.pages.setCurrentWidget(page))  # type: ignore[attr-defined]
+            page.finished.connect(lambda: self.show_section(CHAT))  # type: ignore[attr-defined]
+
+    def build_sections(self) -> None:
+        """Build every section page soon, the shown one and Approvals (the tray's) first."""
+        self.pages.build_later(first=[self.current_section or CHAT, "approvals", FIRST_RUN])
+
+    @property
+    def first_run(self) -> FirstRunPage:
+        page = self.pages.page(FIRST_RUN)
+        assert page is not None
+        return page  # type: ignore[return-value]
+
+    @Slot()
+    def _check_first_run(self) -> None:
+        self.first_run.check()  # builds the page if the office opened before it was built
 
     @Slot(str)
     def show_section(self, key: str) -> None:
         """Show the page of ``key`` (a sidebar click, Ctrl+<n>, the tray)."""
-        page = self._pages.get(key)
-        if page is None:
+        page = self.pages.page(key)
+        if page is None or key == FIRST_RUN:
             return
         self.pages.setCurrentWidget(page)
         if self.sidebar.current_key != key:
             self.sidebar.select(key)
 
     def page(self, key: str) -> QWidget | None:
-        """The page of section ``key`` (the app wires the tray to some)."""
-        return self._pages.get(key)
+        """The page of section ``key``, built now if it was not yet."""
+        return self.pages.page(key)
 
     @Slot(str)
     def new_chat_with(self, text: str) -> None:
@@ -140,6 +170,16 @@ class MainWindow(QMainWindow):
     @property
     def current_section(self) -> str | None:
         return self.sidebar.current_key
+
+    def _section_keys(self) -> list[str]:
+        return [key for key in self.pages.section_keys() if key != FIRST_RUN]
+
+    def _show_placeholder(self, key: str) -> None:
+        """At start: select ``key`` without building its page (built after the paint)."""
+        blocked = self.sidebar.blockSignals(True)
+        self.sidebar.select(key)
+        self.sidebar.blockSignals(blocked)
+        self.pages.show_unbuilt(key)
 
     def _build_actions(self) -> None:
         self.new_chat_action = self._action("&New chat", QKeySequence.StandardKey.New)
@@ -178,11 +218,9 @@ class MainWindow(QMainWindow):
         self.conversations.new_chat_requested.connect(self.new_chat)
         self.conversations.selected.connect(self.open_conversation)
         self.sidebar.section_chosen.connect(self.show_section)
-        self.show_section(window_state.last_section(list(self._pages), CHAT))
-        self.first_run.wanted.connect(lambda: self.pages.setCurrentWidget(self.first_run))
-        self.first_run.finished.connect(lambda: self.show_section(CHAT))
-        self.first_run.section_requested.connect(self.show_section)
-        bridge.opened.connect(self.first_run.check)
+        self.pages.page_built.connect(self._on_page_built)
+        self._show_placeholder(window_state.last_section(self._section_keys(), CHAT))
+        bridge.opened.connect(self._check_first_run)
         self.composer.send_requested.connect(self._send)
         self.composer.stop_requested.connect(bridge.stop)
         bridge.opened.connect(self._on_opened)

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from PySide6.QtCore import QCoreApplication, QObject, Signal
 
-from app.office import Office
 from app.ui.bridge import ChatStream, describe_error
 from app.ui.jobs import Jobs
 
+if TYPE_CHECKING:
+    from app.office import Office
+
 log = logging.getLogger("soloist.ui")
 
-OfficeFactory = Callable[[], Office]
+OfficeFactory = Callable[[], "Office"]
 T = TypeVar("T")
 
 
@@ -50,6 +52,17 @@ class OfficeBridge(QObject):
     def open(self, factory: OfficeFactory) -> None:
         """Open the office on a worker thread; ``opened`` or ``error`` follows."""
         self._jobs.run(factory, self.attach, self._report_open_failure)
+
+    @property
+    def is_open(self) -> bool:
+        return self._office is not None and not self._closing
+
+    def when_open(self, slot: Callable[[], None]) -> None:
+        """Call ``slot`` once the office is open: now if it is (a page built late), else then."""
+        if self.is_open:
+            slot()
+        else:
+            self.opened.connect(slot)
 
     def attach(self, office: Office) -> None:
         """Use an opened office, then load what the window shows first."""

@@ -32,6 +32,12 @@ class Sidebar(QListWidget):
     def keys(self) -> list[str]:
         return [str(self.item(row).data(_KEY_ROLE)) for row in range(self.count())]
 
+    def title_of(self, key: str) -> str | None:
+        for row in range(self.count()):
+            if self.item(row).data(_KEY_ROLE) == key:
+                return self.item(row).text()
+        return None
+
     def select(self, key: str) -> None:
         for row, existing in enumerate(self.keys()):
             if existing == key:
