@@ -18,7 +18,16 @@ import pytest
 
 APP = Path(__file__).resolve().parents[1] / "app"
 
-QT_FREE = ("engine", "agents", "memory", "integrations", "office.py", "paths.py", "doctor.py")
+QT_FREE = (
+    "engine",
+    "agents",
+    "memory",
+    "integrations",
+    "office.py",
+    "paths.py",
+    "doctor.py",
+    "desktop",
+)
 QT_MODULES = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "shiboken2", "PySide2")
 
 FORBIDDEN = {

@@ -67,6 +67,24 @@ def test_follower_is_connected_to_the_style_hints(
     assert theme.current_scheme(app) == theme.Scheme.LIGHT
 
 
+def test_a_fixed_choice_wins_over_the_system_until_set_back(
+    qtbot: QtBot, restore_theme: QApplication
+) -> None:
+    app = restore_theme
+    theme.save_theme(theme.ThemeChoice.DARK)
+    try:
+        theme.install(app)
+        assert theme.current_scheme(app) == theme.Scheme.DARK
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
+        assert theme.current_scheme(app) == theme.Scheme.DARK  # the owner's choice holds
+        theme.apply_theme(app, theme.ThemeChoice.SYSTEM)
+        app.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Light)
+        assert theme.current_scheme(app) == theme.Scheme.LIGHT
+    finally:
+        theme.save_theme(theme.ThemeChoice.SYSTEM)
+        app.setProperty(theme.THEME_PROPERTY, None)
+
+
 @pytest.fixture
 def settings_dir(tmp_path: Path) -> Iterator[Path]:
     """QSettings in INI files under tmp_path: the real home is never touched."""

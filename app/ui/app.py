@@ -44,15 +44,19 @@ NOT_ANSWERING = "Soloist seems to be running but does not answer; try again in a
 EXIT_NOT_ANSWERING = 1
 
 
-def run(argv: list[str]) -> int:
-    """Run the desktop app until it quits; return the exit status."""
+def run(argv: list[str], minimized: bool = False) -> int:
+    """Run the desktop app until it quits; return the exit status.
+
+    ``minimized`` (start at login) keeps the window hidden when there is a
+    tray icon to open it from.
+    """
     logs.setup("soloist")
     log.info("Soloist %s starting", __version__)
     qt_app = _application(argv)
     instance = SingleInstance(paths.ensure_data_dir())
     if not instance.acquire():
         return _hand_over(instance)
-    return DesktopApp(qt_app, instance).run()
+    return DesktopApp(qt_app, instance, minimized).run()
 
 
 def open_office() -> Office:
@@ -100,8 +104,11 @@ def _hand_over(instance: SingleInstance) -> int:
 class DesktopApp:
     """The running app's parts, started in order and stopped in reverse."""
 
-    def __init__(self, qt_app: QApplication, instance: SingleInstance) -> None:
+    def __init__(
+        self, qt_app: QApplication, instance: SingleInstance, minimized: bool = False
+    ) -> None:
         self.qt_app = qt_app
+        self.minimized = minimized
         self.instance = instance
         self.bridge = OfficeBridge()
         self.window = MainWindow(self.bridge)
@@ -109,13 +116,17 @@ class DesktopApp:
         self.notifier: Notifier = Notifier(None)
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._restore_signals: Callable[[], None] = lambda: None
+        self._office_started = False
 
     def run(self) -> int:
         self._start("single instance", lambda: None, self.instance.release)
         self._start("office bridge", lambda: None, self.bridge.shutdown)
         FirstPaintProbe(self.window, self._on_first_paint)
-        self._start("main window", self.window.show, self._hide_window)
+        if not self.minimized:
+            self._start("main window", self.window.show, self._hide_window)
         self._start("tray", self._start_tray, self._stop_tray)
+        if self.minimized:
+            self._start_minimized()
         self._start("signal handlers", self._start_signal_handlers, self._stop_signal_handlers)
         self._connect_signals()
         self.window.status.show_info("Opening the office…")
@@ -195,7 +206,19 @@ class DesktopApp:
         announce(f"{FIRST_PAINT} {age_ms:.0f} ms")
         QTimer.singleShot(0, self._after_first_paint)
 
+    def _start_minimized(self) -> None:
+        if self.tray is None:  # nothing to open the window from: show it after all
+            log.info("no tray: showing the window although asked to start minimised")
+            self._start("main window", self.window.show, self._hide_window)
+            return
+        log.info("starting in the tray")
+        self._stops.append(("main window", self._hide_window))
+        QTimer.singleShot(0, self._after_first_paint)
+
     def _after_first_paint(self) -> None:
+        if self._office_started:  # a window first shown from the tray paints later
+            return
+        self._office_started = True
         self._start("office", lambda: self.bridge.open(open_office), lambda: None)
         self.window.build_sections()
 

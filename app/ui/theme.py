@@ -19,6 +19,8 @@ from PySide6.QtCore import QObject, Qt, Slot
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
+from app.ui import window_state
+
 log = logging.getLogger("soloist.ui")
 
 STYLE = "Fusion"
@@ -109,9 +111,48 @@ class ThemeFollower(QObject):
 
     @Slot(Qt.ColorScheme)
     def _on_scheme_changed(self, scheme: Qt.ColorScheme) -> None:
+        if self._app.property(THEME_PROPERTY) in (ThemeChoice.LIGHT, ThemeChoice.DARK):
+            return  # the owner chose a fixed theme in Settings
         apply(self._app, Scheme.DARK if scheme == Qt.ColorScheme.Dark else Scheme.LIGHT)
 
 
 def install(app: QApplication) -> ThemeFollower:
-    """Follow the system's light or dark scheme for the life of ``app``."""
-    return ThemeFollower(app)
+    """Use the owner's theme choice; with System, follow the system's scheme."""
+    follower = ThemeFollower(app)
+    choice = saved_theme()
+    if choice != ThemeChoice.SYSTEM:
+        apply_theme(app, choice)
+    return follower
+
+
+# -- the owner's choice (Settings) ---------------------------------------------
+THEME_KEY = "ui/theme"
+THEME_PROPERTY = "soloist_theme_choice"
+
+
+class ThemeChoice(enum.StrEnum):
+    SYSTEM = "system"
+    LIGHT = "light"
+    DARK = "dark"
+
+
+def saved_theme() -> ThemeChoice:
+    """The stored theme choice; System when none (or an unknown one) is stored."""
+    value = window_state.settings().value(THEME_KEY)
+    try:
+        return ThemeChoice(value)
+    except ValueError:
+        return ThemeChoice.SYSTEM
+
+
+def save_theme(choice: ThemeChoice) -> None:
+    store = window_state.settings()
+    store.setValue(THEME_KEY, str(choice))
+    store.sync()
+
+
+def apply_theme(app: QApplication, choice: ThemeChoice) -> None:
+    """Use ``choice`` now: the system's scheme, or a fixed light or dark one."""
+    app.setProperty(THEME_PROPERTY, str(choice))
+    fixed = choice != ThemeChoice.SYSTEM
+    apply(app, Scheme(str(choice)) if fixed else system_scheme(app))

@@ -49,6 +49,7 @@ SECTIONS: tuple[SectionInfo, ...] = (
     SectionInfo("app.ui.sections.connections", "connections", "Connections", 70),
     SectionInfo("app.ui.sections.models", "models", "Models & devices", 80),
     SectionInfo("app.ui.sections.activity", "activity", "Activity", 90),
+    SectionInfo("app.ui.sections.settings", "settings", "Settings", 100),
 )
 SECTION_MODULES: tuple[str, ...] = tuple(info.module for info in SECTIONS)
 
