@@ -1,6 +1,9 @@
 """The ``soloist`` command line.
 
 soloist                      start the desktop app
+soloist --minimized          start in the tray (start at login uses it)
+soloist desktop install|autostart on|off   menu entry, start at login
+soloist --self-test          generate a tiny model and run the whole stack once, headless
 soloist doctor [--json]      check this machine and the installation
 soloist chat --model PATH    one chat turn, streamed to stdout
 soloist bench [--quick]      the engine against raw llama.cpp, targets and JSON
@@ -19,15 +22,22 @@ soloist autonomy list|set AGENT TOOL LEVEL   what each agent may do without aski
 
 --engine process|inprocess   where the app runs llama.cpp (default: a supervised
                              child process; inprocess is for debugging)
+--verbose                    tracebacks on stderr (otherwise they go to the log only)
+
+Bad input at start ends in one line and an exit code (see app.startup_checks):
+73 an unwritable data directory, 69 no display or Qt platform plugin, 70 a bug.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from app import __version__, logs
 from app.engine.process import ENGINE_CHILD, ENGINE_MODE_ENV
@@ -48,6 +58,19 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="run llama.cpp in a supervised child process (default) or in the app's process",
     )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="generate a tiny model and run engine, agent grammar and memory once, headless",
+    )
+    parser.add_argument(
+        "--minimized",
+        action="store_true",
+        help="start in the tray with the window hidden (what start at login runs)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="print tracebacks (they always go to the log)"
+    )
     sub = parser.add_subparsers(dest="command")
     doctor = sub.add_parser("doctor", help="check this machine and the installation")
     doctor.add_argument("--json", action="store_true", help="print one JSON document")
@@ -66,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         cli_backup,
         cli_connections,
         cli_crm,
+        cli_desktop,
         cli_memory,
         cli_models,
         cli_serve,
@@ -79,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_crm.add_parser(sub)
     cli_automations.add_parser(sub)
     cli_agents.add_parser(sub)
+    cli_desktop.add_parser(sub)
     return parser
 
 
@@ -114,21 +139,74 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return child_main(raw[1:])
     args = _parser().parse_args(raw)
-    if args.engine is not None:
-        os.environ[ENGINE_MODE_ENV] = args.engine
-    if args.command is None:
-        from app.ui.app import run
-
-        return run(sys.argv[:1])
-    logs.setup("cli")
     try:
-        return _COMMANDS.get(args.command, _chat)(args)
+        return _dispatch(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: one line for the user, the trace for the log
-        log.exception("soloist %s failed", args.command)
-        print(f"soloist: internal error ({type(exc).__name__}); see the log.", file=sys.stderr)
-        return EXIT_BUG
+        return _internal_error(exc, args)
+
+
+# Commands that work without the data directory (or, for doctor, report on it).
+_NO_DATA_DIR = frozenset({"doctor", "chat", "bench", "desktop"})
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from app import startup_checks
+
+    if args.engine is not None:
+        os.environ[ENGINE_MODE_ENV] = args.engine
+    if args.self_test:
+        return _self_test(args)
+    if args.command is None:
+        return _desktop(minimized=args.minimized)
+    if args.command not in _NO_DATA_DIR:
+        problem = startup_checks.check_data_dir()
+        if problem is not None:
+            return startup_checks.report(problem)
+    logs.setup("cli")
+    return _COMMANDS.get(args.command, _chat)(args)
+
+
+def _desktop(minimized: bool = False) -> int:
+    from app import startup_checks
+
+    problem = startup_checks.check_data_dir() or startup_checks.check_display()
+    if problem is not None:
+        return startup_checks.report(problem)
+    startup_checks.warn_if_no_keyring()
+    from app.ui.app import run
+
+    return run(sys.argv[:1], minimized=minimized)
+
+
+def _self_test(args: argparse.Namespace) -> int:
+    from app import selftest
+
+    logs.setup("selftest")  # None (no log file) when the data directory is not writable
+    return selftest.main(verbose=args.verbose)
+
+
+def _internal_error(exc: Exception, args: argparse.Namespace) -> int:
+    """``soloist: internal error: Type: message (details in LOG)``; the trace to the log."""
+    log_file = _log_file(args)
+    if log_file is None and not logging.getLogger().handlers:
+        logging.getLogger().addHandler(logging.NullHandler())  # else logging prints the trace
+    log.error("soloist %s failed", args.command or "(app)", exc_info=exc)
+    if args.verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    message = " ".join(str(exc).split())[:300]
+    where = f"details in {log_file}" if log_file else "run with --verbose for details"
+    print(f"soloist: internal error: {type(exc).__name__}: {message} ({where})", file=sys.stderr)
+    return EXIT_BUG
+
+
+def _log_file(args: argparse.Namespace) -> Path | None:
+    """The log file in use, or a new one; None when none can be written."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.handlers.RotatingFileHandler):
+            return Path(handler.baseFilename)
+    return logs.setup("soloist" if args.command is None else "cli")
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -225,6 +303,12 @@ def _automations(args: argparse.Namespace) -> int:
     return cli_automations.run(args)
 
 
+def _desktop_cmd(args: argparse.Namespace) -> int:
+    from app import cli_desktop
+
+    return cli_desktop.run(args)
+
+
 def _crm(args: argparse.Namespace) -> int:
     from app import cli_crm
 
@@ -247,4 +331,5 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "orders": _crm,
     "restore": _backups,
     "chat": _chat,
+    "desktop": _desktop_cmd,
 }

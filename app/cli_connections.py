@@ -63,13 +63,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         sub.add_parser(name, help=text).add_argument("account_id")
 
 
+EXIT_NO_KEYRING = 2
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one ``soloist connections`` subcommand; returns the exit status."""
     from app.integrations.errors import ConnectorError
     from app.integrations.service import Connections
     from app.memory.db import Database
     from app.memory.errors import StoreError
-    from app.secrets import SecretsError, SecretStore
+    from app.secrets import SecretsError, SecretStore, SecretsUnavailableError
 
     try:
         db = Database.open(paths.db_path())
@@ -78,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     connections = Connections(db, SecretStore())
     try:
         return _SUBCOMMANDS[args.connections_command](connections, args)
+    except SecretsUnavailableError as exc:
+        print(f"soloist: {exc}", file=sys.stderr)
+        return EXIT_NO_KEYRING
     except (ConnectorError, SecretsError, StoreError) as exc:
         return _fail(str(exc))
     finally:

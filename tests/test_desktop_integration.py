@@ -245,6 +245,19 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["desktop", *argv])
 
 
+def test_soloist_desktop_is_a_command_of_the_cli(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app import cli
+
+    assert cli.main(["desktop", "autostart", "on"]) == 0
+    assert capsys.readouterr().out == "Start at login: on\n"
+    entry = home / ".config" / "autostart" / "soloist.desktop"
+    assert read_entry(entry.read_text())["Exec"].endswith(" --minimized")
+    assert cli.main(["desktop", "autostart", "off"]) == 0
+    assert not entry.exists()
+
+
 def test_cli_autostart_on_status_off(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = home / ".config" / "autostart" / "soloist.desktop"
     assert cli_desktop.run(parse("autostart", "status")) == 0

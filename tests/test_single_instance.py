@@ -30,10 +30,10 @@ def app_env(home: Path) -> dict[str, str]:
 class RunningApp:
     """``python -m app`` in a subprocess, its stderr collected line by line."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *args: str) -> None:
         env = app_env(home)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app"],
+            [sys.executable, "-m", "app", *args],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -137,6 +137,17 @@ def test_a_cold_start_reports_its_first_paint(apps: list[RunningApp], soloist_ho
     line = first.wait_for_line(FIRST_PAINT + " ", timeout_s=10)
     millis = float(line.removeprefix(FIRST_PAINT).split()[0])
     assert 0 < millis < START_TIMEOUT_S * 1000
+
+
+def test_minimized_without_a_tray_still_shows_the_window(
+    apps: list[RunningApp], soloist_home: Path
+) -> None:
+    # offscreen has no system tray: hiding the window would leave no way to open it
+    app = RunningApp(soloist_home, "--minimized")
+    apps.append(app)
+    app.wait_for_line(READY)
+    assert any(line.startswith(FIRST_PAINT) for line in app.lines)
+    assert app.stop() == 0
 
 
 def test_process_age_is_measured_from_process_start() -> None:
