@@ -43,9 +43,12 @@ from app.secrets import (
 )
 
 if TYPE_CHECKING:  # numpy and the indexes load on the memory thread, not with this module
+    from app.agents.chat_context import ChatSource, Citation
+    from app.agents.definitions import DefinitionSet
     from app.agents.outbox import OutboxEvent
     from app.agents.runtime import AgentRuntime
     from app.integrations.service import Connections, SyncLoop
+    from app.memory.search import SearchHit
     from app.memory.service import MemoryService
 
 log = logging.getLogger("soloist.office")
@@ -167,11 +170,20 @@ class _EngineEmbedder:
 
 @dataclass(frozen=True, slots=True)
 class ChatTurn:
-    """A reply being generated: its request id (for cancel) and its chunks."""
+    """A reply being generated: its request id (for cancel), its chunks, the memories it cites."""
 
     conversation_id: str
     request_id: str
     chunks: Iterator[Chunk]
+    citations: tuple[Citation, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAgent:
+    """An agent the owner can talk to in the chat (plain chat: no tools)."""
+
+    id: str
+    name: str
 
 
 class Office:
@@ -479,17 +491,45 @@ class Office:
         """Save the owner's message and start the reply.
 
         Iterate ``chunks`` on a worker thread; when the stream ends the reply
-        (even a partial one after a cancel) is saved to the conversation.
+        (even a partial one after a cancel) is saved to the conversation,
+        with the memories it may cite (``citations``).
         """
         model = self.model_path()
         if model is None:
             raise NoModelError()
         history = self.conversations.messages(conversation_id)
         self.conversations.append(conversation_id, "user", text)
-        messages = (
-            Message("system", SYSTEM_PROMPT),
-            *(Message(m.role, m.content) for m in history),
-            Message("user", text),
+        return self._reply(model, conversation_id, history, text, max_tokens)
+
+    def regenerate(self, conversation_id: str, max_tokens: int = 256) -> ChatTurn:
+        """Write the last reply again: drop what follows the owner's last message, resend it."""
+        model = self.model_path()
+        if model is None:
+            raise NoModelError()
+        messages = self.conversations.messages(conversation_id)
+        last_user = next((m for m in reversed(messages) if m.role == "user"), None)
+        if last_user is None:
+            raise ValueError("There is no message of yours to answer again in this chat.")
+        self.conversations.delete_after(conversation_id, last_user.seq)
+        history = [m for m in messages if m.seq < last_user.seq]
+        return self._reply(model, conversation_id, history, last_user.content, max_tokens)
+
+    def _reply(
+        self,
+        model: str,
+        conversation_id: str,
+        history: list[StoredMessage],
+        text: str,
+        max_tokens: int,
+    ) -> ChatTurn:
+        from app.agents.chat_context import build_messages, citations_of
+
+        sources = self._chat_sources(text)
+        messages = build_messages(
+            self._chat_system_prompt(conversation_id),
+            [Message(m.role, m.content) for m in history],
+            text,
+            sources,
         )
         request = GenerateRequest(
             model_path=model,
@@ -498,9 +538,62 @@ class Office:
             priority=Priority.INTERACTIVE,
             session_id=conversation_id,
         )
-        return ChatTurn(conversation_id, request.request_id, self._stream(conversation_id, request))
+        citations = citations_of(sources)
+        chunks = self._stream(conversation_id, request, citations)
+        return ChatTurn(conversation_id, request.request_id, chunks, citations)
 
-    def _stream(self, conversation_id: str, request: GenerateRequest) -> Iterator[Chunk]:
+    def _chat_sources(self, text: str) -> tuple[ChatSource, ...]:
+        """Memories worth citing for ``text``; none when memory is slow, not ready or fails."""
+        from app.agents.chat_context import RECALL_K, recall, select_sources
+
+        def search() -> list[SearchHit]:
+            return list(self.memory.search(text, k=2 * RECALL_K, timeout_s=1.0))
+
+        sources = select_sources(recall(search)) if text.strip() else ()
+        log.info("chat recall: %d memories cited", len(sources))
+        return sources
+
+    # -- the agent a conversation talks to -----------------------------
+    def chat_agents(self) -> list[ChatAgent]:
+        """The agents the owner can talk to, by name."""
+        found = sorted(self._agent_definitions(), key=lambda d: d.name.casefold())
+        return [ChatAgent(d.id, d.name) for d in found]
+
+    def chat_agent(self, conversation_id: str) -> str | None:
+        return self.conversations.agent_of(conversation_id)
+
+    def set_chat_agent(self, conversation_id: str, agent_id: str | None) -> None:
+        if agent_id != self.conversations.agent_of(conversation_id):
+            self.conversations.set_agent(conversation_id, agent_id)
+
+    def _chat_system_prompt(self, conversation_id: str) -> str:
+        agent_id = self.conversations.agent_of(conversation_id)
+        if agent_id is None:
+            return SYSTEM_PROMPT
+        definition = self._agent_definitions().get(agent_id)
+        if definition is None:
+            log.warning(
+                "conversation %s: agent %s is gone; the assistant answers",
+                conversation_id,
+                agent_id,
+            )
+            return SYSTEM_PROMPT
+        from app.agents.chat_context import agent_system_prompt
+
+        return agent_system_prompt(definition.name, definition.instructions)
+
+    def _agent_definitions(self) -> DefinitionSet:
+        runtime = self._agents
+        if runtime is not None:
+            return runtime.definitions
+        from app.agents.definitions import load_definitions
+        from app.agents.runtime import load_builtins
+
+        return load_definitions(self.home / "agents", load_builtins())
+
+    def _stream(
+        self, conversation_id: str, request: GenerateRequest, citations: tuple[Citation, ...] = ()
+    ) -> Iterator[Chunk]:
         parts: list[str] = []
         try:
             for chunk in self.engine.generate(request):
@@ -508,7 +601,10 @@ class Office:
                 yield chunk
         finally:
             if parts and "".join(parts):
-                self.conversations.append(conversation_id, "assistant", "".join(parts))
+                meta: dict[str, JsonValue] = {}
+                if citations:
+                    meta["citations"] = [c.to_json() for c in citations]
+                self.conversations.append(conversation_id, "assistant", "".join(parts), meta)
 
     def cancel(self, request_id: str) -> bool:
         return self._engine.cancel(request_id) if self._engine is not None else False

@@ -165,3 +165,29 @@ def test_repr_and_logs_never_carry_message_text(
     assert chat.id in caplog.text  # the append was logged, by id
     assert SECRET not in caplog.text
     assert isinstance(message, StoredMessage)
+
+
+def test_meta_is_kept_with_its_message_and_deleted_with_it(store: ConversationStore) -> None:
+    chat = store.create("chat")
+    store.append(chat.id, "user", "what did Anna say?")
+    cites = {"citations": [{"number": 1, "memory_id": "m1", "title": "Anna's mail"}]}
+    store.append(chat.id, "assistant", "She agreed [1].", meta=cites)
+    store.append(chat.id, "user", "and then?")
+    assert [m.meta for m in store.messages(chat.id)] == [{}, cites, {}]
+    assert store.delete_after(chat.id, 1) == 2
+    assert [m.content for m in store.messages(chat.id)] == ["what did Anna say?"]
+    again = store.append(chat.id, "assistant", "new reply")  # seq 2 again: no stale meta
+    assert again.seq == 2 and store.messages(chat.id)[1].meta == {}
+
+
+def test_the_agent_of_a_conversation_is_stored_and_cleared(store: ConversationStore) -> None:
+    chat, other = store.create("chat"), store.create("other")
+    assert store.agent_of(chat.id) is None
+    store.set_agent(chat.id, "order-desk")
+    store.set_agent(chat.id, "daily-briefing")  # replaces, no second row
+    assert store.agent_of(chat.id) == "daily-briefing"
+    assert store.agent_of(other.id) is None
+    store.set_agent(chat.id, None)
+    assert store.agent_of(chat.id) is None
+    with pytest.raises(ConversationNotFoundError):
+        store.set_agent("0" * 32, "order-desk")

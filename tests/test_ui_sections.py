@@ -104,6 +104,18 @@ def test_the_window_paints_with_placeholders_and_builds_pages_after(
     assert page is not None and page.accessibleName() == "Probe"
 
 
+def test_every_section_has_a_shortcut(qtbot: QtBot, soloist_home: Path) -> None:
+    windows = Windows(qtbot, soloist_home)  # the real table, without the probe
+    window, _ = windows.open(FakeEngine)
+    tips = [window.sidebar.item(row).toolTip() for row in range(window.sidebar.count())]
+    assert all("Ctrl+" in tip for tip in tips), tips
+    try:
+        press_ctrl(qtbot, window, Qt.Key.Key_Comma)
+        qtbot.waitUntil(lambda: window.current_section == "settings")
+    finally:
+        windows.close_all()
+
+
 def test_a_page_asked_for_early_is_built_on_the_spot(windows: Windows) -> None:
     window, _ = windows.open(FakeEngine)
     assert not window.pages.is_built("probe-test")

@@ -1,4 +1,4 @@
-"""Helpers for the UI tests: a fake engine with real cancellation, and windows."""
+"""Helpers for the UI tests: fake engines with real cancellation, and windows."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from pytestqt.qtbot import QtBot
+from test_search import HashEmbedder
 
+from app.engine.embeddings import DEFAULT_EMBEDDING_MODEL
 from app.engine.interface import Engine
 from app.engine.types import Chunk, FinishReason, GenerateRequest, Timings
 from app.office import Office
@@ -62,6 +64,18 @@ class FakeEngine:
         yield clock.final(request_id, len(self.pieces), FinishReason.STOP)
 
 
+class EmbeddingEngine(FakeEngine):
+    """The chat fake, plus a fast deterministic embedder for the office's memory."""
+
+    def __init__(self, pieces: Sequence[str] = PIECES, delay_s: float = 0.01) -> None:
+        super().__init__(pieces, delay_s)
+        # The name the office's lazy embedder reports before it is made: one model throughout.
+        self.embedding = HashEmbedder(model_name=DEFAULT_EMBEDDING_MODEL)
+
+    def embedder(self) -> HashEmbedder:
+        return self.embedding
+
+
 class _Clock:
     """Times a fake stream the way the engine does."""
 
@@ -92,6 +106,7 @@ class Windows:
         self.qtbot = qtbot
         self.home = home
         self._bridges: list[OfficeBridge] = []
+        self.offices: list[Office] = []  # for tests that write memories beside the window
 
     def open(
         self, engine: Callable[[], Engine] | None = None, model: str | None = None
@@ -105,6 +120,7 @@ class Windows:
         self.qtbot.addWidget(window)
         window.show()
         self._bridges.append(bridge)
+        self.offices.append(office)
         with self.qtbot.waitSignals([bridge.conversations_loaded, bridge.model_changed]):
             bridge.attach(office)
         return window, bridge
@@ -113,3 +129,4 @@ class Windows:
         for bridge in self._bridges:
             bridge.shutdown()
         self._bridges.clear()
+        self.offices.clear()

@@ -9,21 +9,27 @@ and reading in ``seq`` order is reading in causal order.
 from __future__ import annotations
 
 import builtins
+import json
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from app.memory.db import Database, from_db_time, to_db_time, utc_now
 from app.memory.errors import ConversationNotFoundError
+from app.memory.settings import JsonValue
 
 log = logging.getLogger("soloist.memory")
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 _CONVERSATION_COLUMNS = "id, title, created_at, updated_at"
+_MESSAGE_SELECT = (
+    "SELECT m.conversation_id, m.seq, m.role, m.content, m.created_at, x.meta FROM messages m "
+    "LEFT JOIN message_meta x ON x.conversation_id = m.conversation_id AND x.seq = m.seq "
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +44,17 @@ class Conversation:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class StoredMessage:
-    """A saved message. Its repr shows the size of the text, never the text."""
+    """A saved message. Its repr shows the size of the text, never the text.
+
+    ``meta`` holds what the chat keeps beside the text (a reply's citations).
+    """
 
     conversation_id: str
     seq: int
     role: str
     content: str
     created_at: datetime
+    meta: Mapping[str, JsonValue] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (
@@ -108,15 +118,20 @@ class ConversationStore:
         log.info("conversation %s renamed", conversation_id)
         return renamed
 
-    def append(self, conversation_id: str, role: str, content: str) -> StoredMessage:
-        """Save a message at the end of a conversation and return it."""
+    def append(
+        self,
+        conversation_id: str,
+        role: str,
+        content: str,
+        meta: Mapping[str, JsonValue] | None = None,
+    ) -> StoredMessage:
+        """Save a message (and its ``meta``, if any) at the end of a conversation."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; expected one of {sorted(ROLES)}")
         with self._db.transaction():
             self.get(conversation_id)
-            message = StoredMessage(
-                conversation_id, self._next_seq(conversation_id), role, content, self._now()
-            )
+            seq = self._next_seq(conversation_id)
+            message = StoredMessage(conversation_id, seq, role, content, self._now(), meta or {})
             self._insert(message)
         log.debug(
             "conversation %s: message %d saved (%s, %d chars)",
@@ -132,11 +147,51 @@ class ConversationStore:
         with self._db.transaction():
             self.get(conversation_id)
             rows = self._db.fetchall(
-                "SELECT conversation_id, seq, role, content, created_at FROM messages "
-                "WHERE conversation_id = ? ORDER BY seq",
+                f"{_MESSAGE_SELECT} WHERE m.conversation_id = ? ORDER BY m.seq",
                 [conversation_id],
             )
         return [_message(row) for row in rows]
+
+    def delete_after(self, conversation_id: str, seq: int) -> int:
+        """Delete the messages after ``seq`` (and their meta); how many went."""
+        with self._db.transaction():
+            self.get(conversation_id)
+            row = self._db.fetchone(
+                "SELECT count(*) FROM messages WHERE conversation_id = ? AND seq > ?",
+                [conversation_id, seq],
+            )
+            for table in ("message_meta", "messages"):
+                self._db.execute(
+                    f"DELETE FROM {table} WHERE conversation_id = ? AND seq > ?",
+                    [conversation_id, seq],
+                )
+        deleted = int(row[0]) if row is not None else 0
+        log.info("conversation %s: %d message(s) after %d deleted", conversation_id, deleted, seq)
+        return deleted
+
+    # -- the agent a conversation talks to -----------------------------
+    def agent_of(self, conversation_id: str) -> str | None:
+        """The agent id this conversation talks to; None for the assistant."""
+        row = self._db.fetchone(
+            "SELECT agent_id FROM conversation_agents WHERE conversation_id = ?",
+            [conversation_id],
+        )
+        return None if row is None else str(row[0])
+
+    def set_agent(self, conversation_id: str, agent_id: str | None) -> None:
+        """Talk to ``agent_id`` in this conversation from now on (None: the assistant)."""
+        with self._db.transaction():
+            self.get(conversation_id)
+            self._db.execute(
+                "DELETE FROM conversation_agents WHERE conversation_id = ?", [conversation_id]
+            )
+            if agent_id:
+                self._db.execute(
+                    "INSERT INTO conversation_agents (conversation_id, agent_id, updated_at) "
+                    "VALUES (?, ?, ?)",
+                    [conversation_id, agent_id, to_db_time(self._now())],
+                )
+        log.info("conversation %s talks to %s", conversation_id, agent_id or "the assistant")
 
     def _now(self) -> datetime:
         """The clock's time in UTC, as it will read back from the database."""
@@ -161,6 +216,11 @@ class ConversationStore:
             "VALUES (?, ?, ?, ?, ?)",
             [message.conversation_id, message.seq, message.role, message.content, created],
         )
+        if message.meta:
+            self._db.execute(
+                "INSERT INTO message_meta (conversation_id, seq, meta) VALUES (?, ?, ?)",
+                [message.conversation_id, message.seq, json.dumps(dict(message.meta))],
+            )
         self._db.execute(
             "UPDATE conversations SET updated_at = greatest(updated_at, ?) WHERE id = ?",
             [created, message.conversation_id],
@@ -173,5 +233,13 @@ def _conversation(row: tuple[Any, ...]) -> Conversation:
 
 
 def _message(row: tuple[Any, ...]) -> StoredMessage:
-    conversation_id, seq, role, content, created_at = row
-    return StoredMessage(conversation_id, int(seq), role, content, from_db_time(created_at))
+    conversation_id, seq, role, content, created_at, meta = row
+    loaded = json.loads(meta) if meta is not None else {}
+    return StoredMessage(
+        conversation_id,
+        int(seq),
+        role,
+        content,
+        from_db_time(created_at),
+        loaded if isinstance(loaded, dict) else {},
+    )

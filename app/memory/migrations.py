@@ -39,6 +39,7 @@ __all__ = [
 ]
 from app.memory.schema_agents import AGENTS
 from app.memory.schema_automations import AUTOMATIONS
+from app.memory.schema_chat import CHAT
 from app.memory.schema_crm import CRM
 from app.memory.schema_dav import DAV
 from app.memory.schema_mail import MAIL
@@ -346,6 +347,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     AGENTS,
     OUTBOX,
     AUTOMATIONS,
+    CHAT,
 )
 LATEST_VERSION: int = MIGRATIONS[-1].version
 

@@ -3,8 +3,11 @@
 ``ChatStream.run()`` blocks: it saves the owner's message through the office,
 iterates the reply's chunks and emits ``chunk`` for each piece of text, then
 ``finished`` (with a :class:`TurnStats`) or ``failed`` (one readable line).
-Signals emitted on the worker thread reach main-thread receivers queued, in
-order. ``cancel()`` may be called from any thread.
+With ``regenerate`` it asks the office to write the conversation's last
+reply again instead of sending a message. ``cited`` carries the memories the
+reply may cite, right after ``started``. Signals emitted on the worker
+thread reach main-thread receivers queued, in order. ``cancel()`` may be
+called from any thread.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal
 
 from app.agents.errors import AgentError
+from app.desktop.errors import DesktopError
 from app.engine.errors import EngineError
 from app.engine.types import Chunk, FinishReason, Timings
 from app.integrations.errors import ConnectorError
@@ -35,6 +39,7 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     ConnectorError,
     AgentError,
     SecretsError,
+    DesktopError,
 )
 
 
@@ -69,18 +74,30 @@ class ChatStream(QObject):
     """Sends one message and streams the reply; call ``run`` off the main thread."""
 
     started = Signal(str, str)  # conversation id, the owner's text (saved)
+    cited = Signal(str, list)  # conversation id, list[Citation] of the reply
     chunk = Signal(str)
     finished = Signal(object)  # TurnStats
     failed = Signal(str)
 
     def __init__(
-        self, office: Office, conversation_id: str | None, text: str, max_tokens: int = 256
+        self,
+        office: Office,
+        conversation_id: str | None,
+        text: str,
+        max_tokens: int = 256,
+        *,
+        agent_id: str | None = None,
+        set_agent: bool = True,
+        regenerate: bool = False,
     ) -> None:
         super().__init__()
         self._office = office
         self._conversation_id = conversation_id
         self._text = text
         self._max_tokens = max_tokens
+        self._agent_id = agent_id  # the conversation talks to it from now on (None: assistant)
+        self._set_agent = set_agent  # False: keep the conversation's own
+        self._regenerate = regenerate
         self._cancelled = threading.Event()
         self._request_id: str | None = None
 
@@ -105,10 +122,16 @@ class ChatStream(QObject):
         if self._cancelled.is_set():
             return TurnStats(FinishReason.CANCELLED)
         conversation_id = self._conversation_id or self._create_conversation()
-        turn = self._office.send(conversation_id, self._text, max_tokens=self._max_tokens)
+        if self._set_agent:
+            self._office.set_chat_agent(conversation_id, self._agent_id)
+        if self._regenerate:
+            turn = self._office.regenerate(conversation_id, max_tokens=self._max_tokens)
+        else:
+            turn = self._office.send(conversation_id, self._text, max_tokens=self._max_tokens)
         self._request_id = turn.request_id
         log.info("turn %s started in conversation %s", turn.request_id, conversation_id)
         self.started.emit(conversation_id, self._text)
+        self.cited.emit(conversation_id, list(turn.citations))
         if self._cancelled.is_set():  # stopped before the first token: nothing to save
             return TurnStats(FinishReason.CANCELLED)
         final = self._pump(turn)

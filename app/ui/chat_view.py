@@ -1,17 +1,35 @@
 """The chat transcript: messages as shaded blocks, the reply growing at the end.
 
 Text is always inserted as plain text (never parsed as HTML), so whatever a
-model writes is shown as written.
+model writes is shown as written. A reply's citations are links under it
+("[1] Title"); clicking one emits ``citation_clicked(memory_id)``. The
+context menu of a message copies its text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Slot
-from PySide6.QtGui import QColor, QFont, QPalette, QTextCharFormat, QTextCursor, QTextFrameFormat
-from PySide6.QtWidgets import QFrame, QTextBrowser, QWidget
+from PySide6.QtCore import QPoint, QUrl, Signal, Slot
+from PySide6.QtGui import (
+    QColor,
+    QContextMenuEvent,
+    QFont,
+    QGuiApplication,
+    QPalette,
+    QTextCharFormat,
+    QTextCursor,
+    QTextFrame,
+    QTextFrameFormat,
+)
+from PySide6.QtWidgets import QFrame, QMenu, QTextBrowser, QWidget
 
+if TYPE_CHECKING:  # the agents package brings DuckDB: not on the start path
+    from app.agents.chat_context import Citation
+
+MEMORY_SCHEME = "memory"
 ROLE_LABELS = {"user": "You", "assistant": "Soloist", "system": "System", "tool": "Tool"}
 BUBBLE_PADDING = 10
 BUBBLE_GAP = 6
@@ -28,25 +46,45 @@ def mix(base: QColor, tint: QColor, amount: float) -> QColor:
     )
 
 
+@dataclass
+class Shown:
+    """One message shown: its role, its text as written, the memories it cites."""
+
+    role: str
+    text: str
+    citations: tuple[Citation, ...] = ()
+    frame: QTextFrame | None = field(default=None, repr=False)
+
+
 class ChatView(QTextBrowser):
     """Shows one conversation; ``append_reply`` extends the last message."""
+
+    citation_clicked = Signal(str)  # memory id
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setOpenLinks(False)
         self.document().setDocumentMargin(12)
-        self._shown: list[tuple[str, str]] = []
+        self._shown: list[Shown] = []
         self._reply_cursor: QTextCursor | None = None
+        self.anchorClicked.connect(self._on_anchor)
 
     # -- what is shown (also what the tests read) ----------------------
     def transcript(self) -> list[tuple[str, str]]:
         """(role, text) of every message shown, the growing reply included."""
-        return list(self._shown)
+        return [(m.role, m.text) for m in self._shown]
 
     def reply_text(self) -> str:
         """The text of the reply being written, or of the last message."""
-        return self._shown[-1][1] if self._shown else ""
+        return self._shown[-1].text if self._shown else ""
+
+    def citations(self, index: int = -1) -> tuple[Citation, ...]:
+        """The citations shown under message ``index`` (the last by default)."""
+        return self._shown[index].citations if self._shown else ()
+
+    def last_is_reply(self) -> bool:
+        return bool(self._shown) and self._shown[-1].role == "assistant"
 
     # -- slots ---------------------------------------------------------
     @Slot()
@@ -55,20 +93,87 @@ class ChatView(QTextBrowser):
         self._shown.clear()
         self._reply_cursor = None
 
-    def show_messages(self, messages: Iterable[tuple[str, str]]) -> None:
-        """Replace the transcript with these (role, text) pairs."""
+    def show_messages(
+        self, messages: Iterable[tuple[str, str] | tuple[str, str, Sequence[Citation]]]
+    ) -> None:
+        """Replace the transcript with these (role, text[, citations])."""
         self.clear_messages()
-        for role, text in messages:
+        for role, text, *cited in messages:
             self.add_message(role, text)
+            if cited and cited[0]:
+                self.set_citations(cited[0])
         self._scroll_to_end()
 
     def add_message(self, role: str, text: str) -> QTextCursor:
         """Add a message; the returned cursor sits at the end of its text."""
         cursor = self._insert_bubble(role)
+        frame = cursor.currentFrame()
         cursor.insertText(text, self._body_format())
-        self._shown.append((role, text))
+        self._shown.append(Shown(role, text, frame=frame))
         self._scroll_to_end()
         return cursor
+
+    def set_citations(self, citations: Sequence[Citation]) -> None:
+        """Show links to ``citations`` under the last message (a finished reply)."""
+        if not self._shown or not citations or self._shown[-1].frame is None:
+            return
+        shown = self._shown[-1]
+        shown.citations = tuple(citations)
+        assert shown.frame is not None
+        cursor = shown.frame.lastCursorPosition()
+        cursor.insertBlock()
+        cursor.insertText("Sources: ", self._label_format())
+        for number, citation in enumerate(citations):
+            if number:
+                cursor.insertText("   ", self._body_format())
+            cursor.insertText(f"[{citation.number}] {citation.title}", _link_format(citation))
+        self._scroll_to_end()
+
+    def remove_last_reply(self) -> None:
+        """Take the last message away if it is a reply (it is being written again)."""
+        if not self.last_is_reply():
+            return
+        kept = [(m.role, m.text, m.citations) for m in self._shown[:-1]]
+        self.show_messages(kept)
+
+    # -- copying -------------------------------------------------------
+    def copy_message(self, index: int = -1) -> None:
+        """Put message ``index``'s text, as written, on the clipboard."""
+        if self._shown:
+            QGuiApplication.clipboard().setText(self._shown[index].text)
+
+    def message_at(self, pos: QPoint) -> int | None:
+        """The index of the message under ``pos`` (viewport coordinates), if any."""
+        frame: QTextFrame | None = self.cursorForPosition(pos).currentFrame()
+        while frame is not None:
+            for index, shown in enumerate(self._shown):
+                if shown.frame == frame:
+                    return index
+            frame = frame.parentFrame()
+        return None
+
+    def context_menu(self, pos: QPoint) -> QMenu:
+        """The standard menu, with "Copy message" first when over a message."""
+        menu = self.createStandardContextMenu(pos)
+        index = self.message_at(pos)
+        if index is not None:
+            label = "Copy reply" if self._shown[index].role == "assistant" else "Copy message"
+            action = menu.addAction(label)
+            action.triggered.connect(lambda _=False, i=index: self.copy_message(i))
+            first = menu.actions()[0]
+            menu.insertAction(first, action)
+            menu.insertSeparator(first)
+        return menu
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 (Qt's name)
+        menu = self.context_menu(self.viewport().mapFromGlobal(event.globalPos()))
+        menu.exec(event.globalPos())
+        menu.deleteLater()
+
+    @Slot(QUrl)
+    def _on_anchor(self, url: QUrl) -> None:
+        if url.scheme() == MEMORY_SCHEME and url.path():
+            self.citation_clicked.emit(url.path())
 
     @Slot()
     def begin_reply(self) -> None:
@@ -82,8 +187,7 @@ class ChatView(QTextBrowser):
         assert self._reply_cursor is not None
         follow = self._at_end()
         self._reply_cursor.insertText(text, self._body_format())
-        role, so_far = self._shown[-1]
-        self._shown[-1] = (role, so_far + text)
+        self._shown[-1].text += text
         if follow:
             self._scroll_to_end()
 
@@ -142,3 +246,13 @@ class ChatView(QTextBrowser):
     def _scroll_to_end(self) -> None:
         bar = self.verticalScrollBar()
         bar.setValue(bar.maximum())
+
+
+def _link_format(citation: Citation) -> QTextCharFormat:
+    fmt = QTextCharFormat()
+    fmt.setAnchor(True)
+    fmt.setAnchorHref(f"{MEMORY_SCHEME}:{citation.memory_id}")
+    fmt.setFontUnderline(True)
+    fmt.setForeground(QGuiApplication.palette().color(QPalette.ColorRole.Link))
+    fmt.setToolTip(f"Memory from {citation.source}")
+    return fmt

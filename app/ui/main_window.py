@@ -1,7 +1,8 @@
 """The main window: the sidebar of sections, and the page of the chosen one.
 
-Chat (conversations, the chat, the composer) is the window's own page; the
-other sections register in :mod:`app.ui.sections`.
+Chat (:class:`~app.ui.chat_page.ChatPage`: conversations, the chat, the
+composer) is built with the window; the other sections register in
+:mod:`app.ui.sections` and are built after the first paint.
 
 The window talks to the office only through :class:`OfficeBridge` signals
 and slots; all of its wiring is in ``_connect_signals``.
@@ -15,20 +16,13 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (
-    QFileDialog,
-    QHBoxLayout,
-    QMainWindow,
-    QSplitter,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QMainWindow, QWidget
 
 from app.ui import window_state
-from app.ui.bridge import TurnStats
+from app.ui.chat_page import ChatPage
 from app.ui.chat_view import ChatView
 from app.ui.composer import Composer
-from app.ui.conversation_list import PANE_WIDTH, ConversationList
+from app.ui.conversation_list import ConversationList
 from app.ui.office_bridge import OfficeBridge
 from app.ui.page_stack import SectionPages
 from app.ui.sections import SectionInfo, declared
@@ -36,7 +30,6 @@ from app.ui.sidebar import Sidebar
 from app.ui.status_bar import StatusBar
 
 if TYPE_CHECKING:
-    from app.memory.conversations import Conversation, StoredMessage
     from app.ui.first_run import FirstRunPage
 
 log = logging.getLogger("soloist.ui")
@@ -46,6 +39,7 @@ WINDOW_SIZE = (1200, 760)
 CHAT = "chat"
 CHAT_ORDER = 20  # Home is 10; the other sections come after Chat
 FIRST_RUN = "first-run"
+EXTRA_SHORTCUTS = {"settings": "Ctrl+,"}  # past Ctrl+9: the usual Preferences key
 
 
 class MainWindow(QMainWindow):
@@ -56,16 +50,10 @@ class MainWindow(QMainWindow):
     def __init__(self, bridge: OfficeBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._bridge = bridge
-        self._conversation_id: str | None = None  # the one shown; None: a new chat
-        self._turn_conversation: str | None = None  # the one a reply is being written in
-        self._unsent: str | None = None  # text sent but not yet saved
         self._model_path = ""
-        self._first_load = True
         self._hide_on_close = False
         self.setWindowTitle("Soloist")
-        self.conversations = ConversationList(self)
-        self.chat = ChatView(self)
-        self.composer = Composer(self)
+        self.chat_page = ChatPage(bridge, self)
         self.status = StatusBar(self)
         self.setStatusBar(self.status)
         self._build_layout()
@@ -74,28 +62,28 @@ class MainWindow(QMainWindow):
         self.resize(*WINDOW_SIZE)
         window_state.restore(self)
 
+    # -- the chat page's parts (the tests reach them here) ----------------
+    @property
+    def chat(self) -> ChatView:
+        return self.chat_page.chat
+
+    @property
+    def composer(self) -> Composer:
+        return self.chat_page.composer
+
+    @property
+    def conversations(self) -> ConversationList:
+        return self.chat_page.conversations
+
     # -- construction --------------------------------------------------
     def _build_layout(self) -> None:
-        right = QWidget(self)
-        column = QVBoxLayout(right)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.setSpacing(0)
-        column.addWidget(self.chat, 1)
-        column.addWidget(self.composer)
-        splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        splitter.addWidget(self.conversations)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([PANE_WIDTH, WINDOW_SIZE[0] - PANE_WIDTH])
-        splitter.setChildrenCollapsible(False)
-        splitter.setObjectName("section-chat")
         self.sidebar = Sidebar(self)
         self.pages = SectionPages(self._bridge, self)
         chat = SectionInfo("", CHAT, "Chat", CHAT_ORDER)
         for number, info in enumerate(sorted([*declared(), chat], key=lambda i: i.order), 1):
             if info is chat:
-                splitter.setAccessibleName(chat.title)
-                self.pages.add_built(CHAT, splitter)
+                self.chat_page.setAccessibleName(chat.title)
+                self.pages.add_built(CHAT, self.chat_page)
             else:
                 self.pages.add_section(info)
             self._add_to_sidebar(info, number)
@@ -109,7 +97,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(body)
 
     def _add_to_sidebar(self, info: SectionInfo, number: int) -> None:
-        shortcut = f"Ctrl+{number}" if number <= 9 else None
+        shortcut = f"Ctrl+{number}" if number <= 9 else EXTRA_SHORTCUTS.get(info.key)
         self.sidebar.add_section(info.key, info.title, shortcut)
         if shortcut is not None:
             action = self._action(info.title, QKeySequence(shortcut))
@@ -165,7 +153,7 @@ class MainWindow(QMainWindow):
         self.show_section(CHAT)
         self.new_chat()
         if text.strip():
-            self._send(text)
+            self.chat_page.send(text)
 
     @property
     def current_section(self) -> str | None:
@@ -215,29 +203,21 @@ class MainWindow(QMainWindow):
         self.model_action.triggered.connect(self.choose_model)
         self.focus_input_action.triggered.connect(self.composer.focus_input)
         self.quit_action.triggered.connect(self.quit_requested)
-        self.conversations.new_chat_requested.connect(self.new_chat)
-        self.conversations.selected.connect(self.open_conversation)
+        self.chat_page.info.connect(self.status.show_info)
+        self.chat_page.problem.connect(self.status.show_error)
+        self.chat_page.stats.connect(self.status.show_stats)
         self.sidebar.section_chosen.connect(self.show_section)
         self.pages.page_built.connect(self._on_page_built)
         self._show_placeholder(window_state.last_section(self._section_keys(), CHAT))
         bridge.opened.connect(self._check_first_run)
-        self.composer.send_requested.connect(self._send)
-        self.composer.stop_requested.connect(bridge.stop)
         bridge.opened.connect(self._on_opened)
-        bridge.conversations_loaded.connect(self._show_conversations)
-        bridge.messages_loaded.connect(self._show_messages)
         bridge.model_changed.connect(self._on_model_changed)
-        bridge.turn_started.connect(self._on_turn_started)
-        bridge.chunk.connect(self._on_chunk)
-        bridge.finished.connect(self._on_turn_finished)
-        bridge.failed.connect(self._on_turn_failed)
         bridge.error.connect(self.status.show_error)
-        bridge.busy_changed.connect(self.composer.set_busy)
 
     # -- public slots --------------------------------------------------
     @property
     def conversation_id(self) -> str | None:
-        return self._conversation_id
+        return self.chat_page.conversation_id
 
     def set_hide_on_close(self, hide: bool) -> None:
         """With a tray icon, closing the window only hides it."""
@@ -253,17 +233,11 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def new_chat(self) -> None:
-        self._conversation_id = None
-        self.conversations.select(None)
-        self.chat.clear_messages()
-        self.composer.focus_input()
+        self.chat_page.new_chat()
 
     @Slot(str)
     def open_conversation(self, conversation_id: str) -> None:
-        self._conversation_id = conversation_id
-        self.conversations.select(conversation_id)
-        self.chat.clear_messages()
-        self._bridge.load_messages(conversation_id)
+        self.chat_page.open_conversation(conversation_id)
 
     @Slot()
     def choose_model(self) -> None:
@@ -278,59 +252,10 @@ class MainWindow(QMainWindow):
     def _on_opened(self) -> None:
         self.status.show_info("Office open.")
 
-    @Slot(list)
-    def _show_conversations(self, conversations: list[Conversation]) -> None:
-        self.conversations.set_conversations(conversations, self._conversation_id)
-        if self._first_load and conversations and self._conversation_id is None:
-            self.open_conversation(conversations[0].id)
-        self._first_load = False
-
-    @Slot(str, list)
-    def _show_messages(self, conversation_id: str, messages: list[StoredMessage]) -> None:
-        if conversation_id == self._conversation_id:
-            self.chat.show_messages((m.role, m.content) for m in messages)
-
     @Slot(str)
     def _on_model_changed(self, path: str) -> None:
         self._model_path = path
         self.status.set_model(path)
-
-    @Slot(str)
-    def _send(self, text: str) -> None:
-        self._unsent = text
-        self.status.show_info("Writing the reply…")
-        self._bridge.send(self._conversation_id, text)
-
-    @Slot(str, str)
-    def _on_turn_started(self, conversation_id: str, text: str) -> None:
-        self._unsent = None
-        self._turn_conversation = conversation_id
-        if self._conversation_id is None:  # a new chat got its conversation
-            self._conversation_id = conversation_id
-            self._bridge.refresh()
-        if conversation_id == self._conversation_id:
-            self.chat.end_reply()
-            self.chat.add_message("user", text)
-
-    @Slot(str)
-    def _on_chunk(self, text: str) -> None:
-        if self._turn_conversation == self._conversation_id:
-            self.chat.append_reply(text)
-
-    @Slot(object)
-    def _on_turn_finished(self, stats: TurnStats) -> None:
-        self._turn_conversation = None
-        self.chat.end_reply()
-        self.status.show_stats(stats)
-
-    @Slot(str)
-    def _on_turn_failed(self, text: str) -> None:
-        self._turn_conversation = None
-        self.chat.end_reply()
-        self.status.show_error(text)
-        if self._unsent is not None:
-            self.composer.restore(self._unsent)
-            self._unsent = None
 
     # -- events --------------------------------------------------------
     def save_state(self) -> None:

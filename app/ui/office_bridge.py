@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from PySide6.QtCore import QCoreApplication, QObject, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Signal, Slot
 
 from app.ui.bridge import ChatStream, describe_error
 from app.ui.jobs import Jobs
@@ -34,6 +34,8 @@ class OfficeBridge(QObject):
     messages_loaded = Signal(str, list)  # conversation id, list[StoredMessage]
     model_changed = Signal(str)  # the model's path, "" when none is chosen
     turn_started = Signal(str, str)  # conversation id, the owner's text
+    regenerate_started = Signal(str)  # conversation id: its last reply is written again
+    citations = Signal(str, list)  # conversation id, list[Citation] of the reply begun
     chunk = Signal(str)
     finished = Signal(object)  # TurnStats
     failed = Signal(str)  # the turn failed: one readable line
@@ -145,15 +147,58 @@ class OfficeBridge(QObject):
             self._report_error,
         )
 
-    def send(self, conversation_id: str | None, text: str) -> None:
-        """Start a turn; a new conversation is created when there is none."""
+    def send(
+        self,
+        conversation_id: str | None,
+        text: str,
+        agent_id: str | None = None,
+        *,
+        set_agent: bool = True,
+    ) -> None:
+        """Start a turn; a new conversation is created when there is none.
+
+        The conversation talks to ``agent_id`` (None: the assistant) from
+        now on, unless ``set_agent`` is False (it keeps its own).
+        """
+        stream = self._new_stream(conversation_id, text, agent_id, set_agent, regenerate=False)
+        if stream is not None:
+            stream.started.connect(self.turn_started)
+            self._start(stream)
+
+    def regenerate(
+        self, conversation_id: str, agent_id: str | None = None, *, set_agent: bool = True
+    ) -> None:
+        """Write the conversation's last reply again (the owner's message is not repeated)."""
+        stream = self._new_stream(conversation_id, "", agent_id, set_agent, regenerate=True)
+        if stream is not None:
+            stream.started.connect(self._on_regenerate_started)
+            self._start(stream)
+
+    def _new_stream(
+        self,
+        conversation_id: str | None,
+        text: str,
+        agent_id: str | None,
+        set_agent: bool,
+        *,
+        regenerate: bool,
+    ) -> ChatStream | None:
         if self._office is None:
             self.failed.emit("The office is still opening; try again in a moment.")
-            return
+            return None
         if self._stream is not None:
-            return
-        stream = ChatStream(self._office, conversation_id, text)
-        stream.started.connect(self.turn_started)
+            return None
+        return ChatStream(
+            self._office,
+            conversation_id,
+            text,
+            agent_id=agent_id,
+            set_agent=set_agent,
+            regenerate=regenerate,
+        )
+
+    def _start(self, stream: ChatStream) -> None:
+        stream.cited.connect(self.citations)
         stream.chunk.connect(self.chunk)
         stream.finished.connect(self.finished)
         stream.failed.connect(self.failed)
@@ -168,6 +213,10 @@ class OfficeBridge(QObject):
             self._stream.cancel()
 
     # -- internals -----------------------------------------------------
+    @Slot(str, str)
+    def _on_regenerate_started(self, conversation_id: str, _text: str) -> None:
+        self.regenerate_started.emit(conversation_id)
+
     def _stream_ended(self, _: None) -> None:
         # Queued after the stream's own signals, so the window saw them all.
         self._stream = None
