@@ -103,12 +103,62 @@ class CronSchedule:
 
     def trigger(self) -> BaseTrigger:
         try:
-            return CronTrigger.from_crontab(self.expression, timezone=_zone(self.timezone))
+            return CronTrigger.from_crontab(
+                crontab_for_apscheduler(self.expression), timezone=_zone(self.timezone)
+            )
         except ValueError as exc:
             raise ScheduleError(f"bad cron expression {self.expression!r}") from exc
 
     def describe(self) -> str:
         return f"cron {self.expression} ({self.timezone})"
+
+
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab_for_apscheduler(expression: str) -> str:
+    """``expression`` with its day-of-week field in names, as APScheduler 3 reads it.
+
+    Standard cron counts weekdays from Sunday (0 or 7); APScheduler 3's
+    ``from_crontab`` passes the field on to ``CronTrigger``, which counts
+    from Monday, so ``1-5`` would run Tuesday to Saturday. Names mean the
+    same to both, so the field is expanded to a list of names.
+    """
+    fields = expression.split()
+    if len(fields) != 5 or fields[4] in ("*", "?"):
+        return expression
+    fields[4] = ",".join(_DAY_NAMES[day] for day in sorted(weekdays(fields[4])))
+    return " ".join(fields)
+
+
+def weekdays(field: str) -> set[int]:
+    """The days (0 Sunday .. 6 Saturday) a standard cron day-of-week field names."""
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        body, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"bad step in {field!r}")
+        first, last = (0, 6) if body == "*" else _day_range(body)
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return days
+
+
+def _day_range(body: str) -> tuple[int, int]:
+    low, dash, high = body.partition("-")
+    first = _day(low)
+    last = _day(high) if dash else first
+    if last < first:
+        raise ValueError(f"day range {body!r} runs backwards")
+    return first, last
+
+
+def _day(text: str) -> int:
+    if text in _DAY_NAMES:
+        return _DAY_NAMES.index(text)
+    if text.isdigit() and 0 <= int(text) <= 7:
+        return int(text)  # 7 is Sunday too
+    raise ValueError(f"bad day of week {text!r}")
 
 
 @dataclass(frozen=True, slots=True)
