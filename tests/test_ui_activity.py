@@ -62,7 +62,7 @@ def opened(qtbot: QtBot, windows: Windows) -> tuple[OfficeBridge, ActivitySectio
     # Started agents mark runs found running interrupted: trace only after they start.
     ask(qtbot, bridge, lambda office: office.start_agents())
     ids = ask(qtbot, bridge, trace_runs)
-    page = window.pages.widget(window.sidebar.keys().index("activity"))
+    page = window.pages.page("activity")  # built now (the window builds pages after painting)
     assert isinstance(page, ActivitySection)
     page.page_size = 5
     window.show_section("activity")

@@ -54,7 +54,8 @@ def test_lists_agents_with_their_definition_and_file_errors(
     fields = page.info.fields
     assert fields["State"].text() == "idle"
     assert fields["Triggers"].text() == "manual, schedule"
-    assert fields["Schedule"].text() == "0 9 * * *"
+    assert fields["Schedule"].text() == "every day at 09:00"
+    assert fields["Schedule"].toolTip() == "cron 0 9 * * *"
     assert fields["Next run"].text() != "not scheduled"
     assert "50,000 tokens a day, 30 runs an hour" in fields["Budgets"].text()
     assert fields["Defined in"].text() == "desk.toml"
@@ -131,9 +132,9 @@ def test_hidden_section_stops_its_timer(
     qtbot: QtBot, opened: tuple[MainWindow, OfficeBridge, AgentsSection]
 ) -> None:
     window, _, page = opened
-    assert page._timer.isActive()
+    assert page.live
     window.show_section("chat")
-    qtbot.waitUntil(lambda: not page._timer.isActive())
+    qtbot.waitUntil(lambda: not page.live)
 
 
 def test_runs_per_day_series_has_one_point_a_day() -> None:

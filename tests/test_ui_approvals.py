@@ -24,6 +24,9 @@ from app.agents.runtime import AgentRuntime
 from app.agents.taint import FieldOrigin, Origin, UntrustedSource
 from app.agents.trace import RunState
 from app.integrations.base import Action, JsonObject, PreparedAction, Risk
+from app.memory.longterm import MemoryStore
+from app.memory.memory_rows import ChangeOp, MemoryVersion
+from app.memory.provenance import Provenance
 from app.office import Office
 from app.ui.office_bridge import OfficeBridge
 from app.ui.sections import approvals_ops as ops
@@ -33,6 +36,7 @@ SUBJECT = "Invoice 4471 overdue: please call Ada Lovelace before Friday"
 RUN_TIMEOUT_MS = 90_000
 EMAIL_LABEL = "email <m1@mail.example> body"
 EMAIL = f"Hello! {SUBJECT}. Thanks, Ada (ada@example.org)"
+MAIL_SUBJECT = "Invoice 4471"
 DESK_TOML = """
 name = "Desk"
 instructions = "Log calls the owner should make."
@@ -59,6 +63,17 @@ class Desk:
         runtime = self.office.agents
         assert runtime is not None
         return runtime
+
+    def receive_email(self) -> None:
+        """The email of ``EMAIL_LABEL`` as the mail sync stores it (message id in brackets)."""
+        self.office.db.execute(
+            "INSERT INTO mail_messages (id, account_id, folder, uidvalidity, uid, message_id, "
+            "thread_id, refs, subject, from_name, from_email, to_addrs, cc_addrs, size, flags, "
+            "body_text, attachments, synced_at) VALUES ('mail1', 'mail', 'INBOX', 1, 1, "
+            "'<m1@mail.example>', 't1', '[]', ?, 'Ada Lovelace', 'ada@example.org', '[]', '[]', "
+            "100, '', ?, '[]', now())",
+            [MAIL_SUBJECT, EMAIL],
+        )
 
     def propose_from_email(self) -> str:
         trigger = Trigger("mail.received", untrusted=(UntrustedSource(EMAIL_LABEL, EMAIL),))
@@ -125,16 +140,21 @@ def test_an_untrusted_proposal_is_marked_edited_approved_and_run_once(
 ) -> None:
     counts: list[int] = []
     desk.section.pending_count_changed.connect(counts.append)
+    desk.receive_email()
     action_id = desk.propose_from_email()
     desk.show()
     desk.shows(action_id)
     assert counts[-1] == 1
     assert desk.section.select(action_id)
     view = desk.section.view
-    assert view.origin_of("subject") == f"⚠ from untrusted: {EMAIL_LABEL}"
+    # the sources in words, from the stored mail; the labels as recorded in the tooltips
+    assert view.origin_of("subject") == "⚠ from untrusted: an email from ada@example.org"
     assert view.origin_of("activity_id") == "from agent"  # made by the connector: not marked
     assert view.banner.isVisibleTo(desk.section)
-    assert view.banner.text() == f"⚠ written after reading untrusted text: {EMAIL_LABEL}"
+    assert view.banner.text() == (
+        f"⚠ Written after reading untrusted text: an email from ada@example.org, '{MAIL_SUBJECT}'."
+    )
+    assert EMAIL_LABEL in view.banner.toolTip()
     assert "crm.log_activity" in view.title.text() and "desk" in view.title.text()
 
     click(qtbot, view.edit_button)
@@ -276,17 +296,114 @@ def test_the_diff_and_edit_helpers() -> None:
     assert ops.age_text(stage.created_at, stage.created_at) == "just now"
 
 
-def record_with(payload: JsonObject, preview: str = "") -> ActionRecord:
+def record_with(
+    payload: JsonObject,
+    preview: str = "",
+    labels: tuple[str, ...] = (),
+    origins: tuple[FieldOrigin, ...] = (),
+) -> ActionRecord:
     from app.memory.db import utc_now
 
     now = utc_now()
     return ActionRecord(
         id="a", agent_id="x", run_id="r", action="t.a", account_id="acc", payload=payload,
         preview=preview, risk=Risk.LOW, idempotency_key="k", content_hash="h",
-        state=ActionState.PROPOSED, autonomy=Autonomy.ASK, origins=(), untrusted_labels=(),
-        approval=None, outcome_summary=None, external_id=None, error=None, attempts=0,
-        created_at=now, updated_at=now, expires_at=None, next_attempt_at=None,
+        state=ActionState.PROPOSED, autonomy=Autonomy.ASK, origins=origins,
+        untrusted_labels=labels, approval=None, outcome_summary=None, external_id=None,
+        error=None, attempts=0, created_at=now, updated_at=now, expires_at=None,
+        next_attempt_at=None,
     )  # fmt: skip
+
+
+def memory_version(kind: str, text: str, provenance: Provenance) -> MemoryVersion:
+    from app.memory.db import utc_now
+
+    now = utc_now()
+    return MemoryVersion(
+        id="v", memory_id="m", version=1, kind=kind, scope="global", op=ChangeOp.ADD, text=text,
+        metadata={}, content_hash=None, tombstone=False, restored_from=None,
+        provenance=provenance, created_at=now, valid_from=now, valid_to=None,
+    )  # fmt: skip
+
+
+MEMORY_IDS = ("e97ed01af93e4de3", "79e1d160126843b2", "454e79adce204287", "d80909be53354748")
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        # nothing looked up: what the labels alone tell, memories counted
+        ((EMAIL_LABEL,), "an email"),
+        (tuple(f"memory {m}" for m in MEMORY_IDS), "4 memories"),
+        ((f"memory {MEMORY_IDS[0]}",), "a memory"),
+        (("tool result crm.search", "earlier runs of desk"),
+         "the result of crm.search; the desk agent's earlier runs"),
+        ((EMAIL_LABEL, f"memory {MEMORY_IDS[0]}", f"memory {MEMORY_IDS[1]}", "earlier runs of desk",
+          EMAIL_LABEL), "an email; 2 memories; the desk agent's earlier runs"),
+        (("something new",), "something new"),
+    ],
+)  # fmt: skip
+def test_untrusted_sources_in_words_without_lookups(labels: tuple[str, ...], expected: str) -> None:
+    assert ops.untrusted_text(labels, {}) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "provenance", "phrase", "origin"),
+    [
+        ("fact", Provenance(), "a fact you wrote", "you"),
+        ("note", Provenance(tool="ui"), "a note you wrote", "you"),
+        ("note", Provenance(agent_id="desk", run_id="r1"), "a note by the desk agent",
+         "the desk agent"),
+        ("document_chunk", Provenance(source_file="/home/o/Finance/invoices.pdf"),
+         "a passage from invoices.pdf", "invoices.pdf"),
+        ("fact", Provenance(source_url="https://shop.example.com/terms"),
+         "a fact from shop.example.com", "shop.example.com"),
+        ("fact", Provenance(message_id="c1/3"), "a fact from a chat", "a chat"),
+        ("crm_fact", Provenance(tool="crm.sync"), "a CRM fact saved by crm.sync", "crm.sync"),
+        ("unheard_of", Provenance(), "a memory you wrote", "you"),
+    ],
+)  # fmt: skip
+def test_a_memory_in_words_from_its_provenance(
+    kind: str, provenance: Provenance, phrase: str, origin: str
+) -> None:
+    words = ops.memory_words(memory_version(kind, "Invoices are due in 30 days.", provenance))
+    assert words == ops.SourceWords(f"{phrase}, 'Invoices are due in 30 days.'", origin, phrase)
+
+
+def test_untrusted_sources_in_words_from_what_the_office_knows(soloist_home: Path) -> None:
+    office = Office(soloist_home)
+    try:
+        store = MemoryStore(office.db)
+        mine = store.add("Invoices are due 30 days after the workshop.", "fact", "global",
+                         Provenance()).memory_id  # fmt: skip
+        desks = store.add("Ada prefers calls.", "note", "agent:desk",
+                          Provenance(agent_id="desk", run_id="r1")).memory_id  # fmt: skip
+        gone = store.add("Old.", "note", "global", Provenance()).memory_id
+        store.delete(gone, Provenance())
+        one, two, deleted = f"memory {mine}", f"memory {desks}", f"memory {gone}"
+        words = ops.describe_sources(office.db, [one, two, deleted, EMAIL_LABEL])
+        fact = "a fact you wrote, 'Invoices are due 30 days after the workshop.'"
+        assert words[one] == ops.SourceWords(fact, "you", "a fact you wrote")
+        assert words[deleted] == ops.SourceWords("a memory")  # deleted since: no words
+        assert words[EMAIL_LABEL] == ops.SourceWords("an email")  # not synced here
+        assert ops.untrusted_text([one], words) == words[one].phrase
+        assert ops.untrusted_text([one, two, deleted], words) == (
+            "3 memories (from you and the desk agent)"
+        )
+        record = record_with(
+            {"subject": "Call Ada"}, labels=(one, two),
+            origins=(FieldOrigin("subject", Origin.UNTRUSTED, (two,)),),
+        )  # fmt: skip
+        assert ops.taint_banner(record, words) == (
+            "⚠ Written after reading untrusted text: 2 memories (from you and the desk agent)."
+        )
+        assert ops.taint_banner(record_with({}), words) is None
+        assert ops.field_rows(record)[0].origin_text(words) == (
+            "⚠ from untrusted: a note by the desk agent"
+        )
+        assert ops.labels_tooltip(record.untrusted_labels).splitlines()[1:] == [one, two]
+    finally:
+        office.close()
 
 
 def test_the_section_is_a_page_of_the_window_and_idle_when_hidden(

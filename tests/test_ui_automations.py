@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -63,13 +65,17 @@ def test_lists_schedules_policies_and_next_runs(
     _, page, nightly = opened
     row = row_of(page, nightly)
     cells = [page.table.item(row, column).text() for column in range(page.table.columnCount())]
-    assert cells[:5] == ["Nightly desk", "agent:desk", "cron 0 2 * * * (UTC)",
+    zone = "" if automations_ops.is_local_zone("UTC", datetime.now(UTC)) else " (UTC)"
+    assert cells[:5] == ["Nightly desk", "agent:desk", f"every day at 02:00{zone}",
                          "Skip missed slots", "yes"]  # fmt: skip
+    assert page.table.item(row, 2).toolTip() == "cron 0 2 * * * (UTC)"
     assert cells[NEXT] not in ("off", "–", "")
     assert cells[LAST] == "never"
     assert page.enabled.isChecked() and page.note.text() == ""
     managed = next(r for r in page._rows if r.managed and r.target == "agent:desk")
-    assert managed.schedule.startswith("cron 0 9 * * *")
+    assert managed.cron.startswith("cron 0 9 * * *")
+    assert managed.stored_name == "desk: 0 9 * * *"
+    assert managed.name == "Desk — every day at 09:00"  # the agent's name, the line in words
     page.select(managed.id)
     assert page.note.text() == MANAGED_NOTE
 
@@ -111,6 +117,12 @@ def test_run_now_lands_in_the_history_from_the_ledger(
     assert [run.trigger for run in runs] == ["schedule"]
 
 
+def test_the_managed_mark_is_the_runtimes() -> None:
+    from app.agents.runtime import MANAGED_BY
+
+    assert automations_ops.MANAGED_BY == MANAGED_BY  # kept apart so the module loads light
+
+
 def test_an_unknown_automation_is_reported_readably(
     qtbot: QtBot, opened: tuple[OfficeBridge, AutomationsSection, str]
 ) -> None:
@@ -119,3 +131,29 @@ def test_an_unknown_automation_is_reported_readably(
     bridge.call(lambda office: automations_ops.run_now(office, "nope"), print, failures.append)
     qtbot.waitUntil(lambda: len(failures) == 1, timeout=15_000)
     assert failures[0].startswith("No automation has the id 'nope'")
+
+
+@pytest.mark.skipif(not hasattr(time, "tzset"), reason="the local zone is set through TZ")
+@pytest.mark.parametrize(
+    ("local", "zone", "same"),
+    [
+        ("UTC", "UTC", True),
+        ("UTC", "Etc/UTC", True),
+        ("Europe/Lisbon", "Europe/London", True),  # other names, the same clock all year
+        ("Europe/Lisbon", "UTC", False),  # the same clock in winter only
+        ("America/New_York", "Europe/Paris", False),
+        ("UTC", "Not/AZone", False),
+    ],
+)
+def test_a_schedule_names_its_zone_only_when_it_is_not_the_local_one(
+    monkeypatch: pytest.MonkeyPatch, local: str, zone: str, same: bool
+) -> None:
+    monkeypatch.setenv("TZ", local)
+    time.tzset()
+    try:
+        winter = datetime(2026, 1, 15, 12, tzinfo=UTC)
+        for now in (winter, winter + timedelta(days=150)):
+            assert automations_ops.is_local_zone(zone, now) is same
+    finally:
+        monkeypatch.undo()
+        time.tzset()

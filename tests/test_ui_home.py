@@ -20,6 +20,7 @@ from ui_fakes import Windows
 from app.agents.automations import AutomationStore, CronSchedule
 from app.agents.autonomy import Autonomy, AutonomyStore
 from app.agents.outbox import Outbox
+from app.agents.runtime import MANAGED_BY
 from app.agents.trace import RunState, TraceStore
 from app.integrations.base import Action, PreparedAction, Risk
 from app.office import Office
@@ -70,7 +71,11 @@ def test_home_shows_real_counts_before_the_agents_start(
 ) -> None:
     propose(office, "key-1")
     propose(office, "key-2")
-    AutomationStore(office.db).add("Morning mail", "agent:inbox-triage", CronSchedule("0 8 * * *"))
+    store = AutomationStore(office.db)
+    store.add("Morning mail", "agent:inbox-triage", CronSchedule("0 8 * * *"))
+    line = "0 9 * * 1-5"  # an agent's schedule line, as the runtime stores it
+    payload = {"managed_by": MANAGED_BY, "line": line}
+    store.add(f"order-desk: {line}", "agent:order-desk", CronSchedule(line), payload=payload)
     trace = TraceStore(office.db)
     run = trace.start_run("order-desk", "manual")
     trace.finish_run(run.id, RunState.FAILED, error="no model was chosen")
@@ -79,9 +84,11 @@ def test_home_shows_real_counts_before_the_agents_start(
     qtbot.waitUntil(lambda: page.approvals.text().startswith("2 actions wait"))
     assert page.agents.text() == AGENTS_STARTING
     assert not page.run_briefing.isEnabled()
-    assert any("Morning mail" in text for text in items(page.upcoming))
+    upcoming = items(page.upcoming)
+    assert any(text.endswith("  Morning mail") for text in upcoming)
+    assert any(text.endswith("  Order desk — weekdays at 09:00") for text in upcoming)
     recent = items(page.recent)
-    assert "order-desk  failed: no model was chosen" in recent[0]
+    assert recent[0].endswith("  order-desk  failed: no model was chosen")
     assert "Two orders shipped" in page.briefing.text()
     with qtbot.waitSignal(page.section_requested) as requested:
         qtbot.mouseClick(page.approvals, Qt.MouseButton.LeftButton)
@@ -98,9 +105,9 @@ def test_an_empty_office_says_so_and_refreshes_only_while_shown(
     assert page.approvals.text() == "Nothing waits for your approval"
     assert not page.approvals.isEnabled()
     assert page.briefing.text() == NO_BRIEFING
-    assert page._timer.isActive()
+    assert page.live
     page.hide()
-    assert not page._timer.isActive()
+    assert not page.live
 
 
 def test_with_agents_running_the_briefing_can_be_run_now(
@@ -111,7 +118,7 @@ def test_with_agents_running_the_briefing_can_be_run_now(
     page = show_home(qtbot, bridge)
     qtbot.waitUntil(lambda: page.agents.text().startswith("Running:"))
     assert page.run_briefing.isEnabled()
-    assert any(f"{BRIEFING_AGENT}: 0 8 * * *" in text for text in items(page.upcoming))
+    assert any("Daily briefing — every day at 08:00" in text for text in items(page.upcoming))
     qtbot.mouseClick(page.run_briefing, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "on its way" in page.message.text())
     agents = office.agents

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, Slot
-from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtGui import QHideEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -30,6 +30,7 @@ from app.ui.office_bridge import OfficeBridge
 from app.ui.sections import activity_ops, section
 from app.ui.sections.activity_ops import ActivityFilter, ActivityPage
 from app.ui.sections.agents_ops import run_steps
+from app.ui.sections.refreshing import RefreshingSection, StatusLabel
 from app.ui.sections.trace_view import TraceView
 
 __all__ = ["EXPORT_FILTER", "ActivitySection", "make_activity"]
@@ -39,20 +40,19 @@ TYPING_MS = 300
 EXPORT_FILTER = "CSV (*.csv);;JSON with steps (*.json)"
 
 
-class ActivitySection(QWidget):
+class ActivitySection(RefreshingSection):
     """See the module docstring; talks to the office only through the bridge."""
 
+    refresh_interval_ms = REFRESH_MS
+
     def __init__(self, bridge: OfficeBridge, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(bridge, parent)
         self.setObjectName("section-activity")
-        self._bridge = bridge
         self._page_number = 0
         self.page_size = activity_ops.PAGE_SIZE
         self.shown: ActivityPage | None = None
         self._loading = False
         self._again = False
-        self._timer = QTimer(self)
-        self._timer.setInterval(REFRESH_MS)
         self._typing = QTimer(self)
         self._typing.setSingleShot(True)
         self._typing.setInterval(TYPING_MS)
@@ -89,9 +89,7 @@ class ActivitySection(QWidget):
         paging.addWidget(self.position, 1)
         paging.addWidget(self.newer)
         paging.addWidget(self.older)
-        self.message = QLabel(self)
-        self.message.setWordWrap(True)
-        self.message.setAccessibleName("Activity status")
+        self.message = StatusLabel("Activity status", self)
         self.trace = TraceView(self, show_tools=True)
         column = QVBoxLayout(self)
         column.addLayout(filters)
@@ -100,7 +98,6 @@ class ActivitySection(QWidget):
         column.addLayout(paging)
 
     def _connect_signals(self) -> None:
-        self._timer.timeout.connect(self._live_refresh)
         self._typing.timeout.connect(self._filter_changed)
         self.agent.activated.connect(self._filter_changed)
         self.state.activated.connect(self._filter_changed)
@@ -109,26 +106,15 @@ class ActivitySection(QWidget):
         self.older.clicked.connect(lambda: self.show_page(self._page_number + 1))
         self.export_button.clicked.connect(self._choose_export)
         self.trace.run_chosen.connect(self._load_steps)
-        self._bridge.opened.connect(self._refresh_if_visible)
 
     # -- showing -------------------------------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
-        super().showEvent(event)
-        self.refresh()
-        self._timer.start()
-
     def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 (Qt's name)
-        self._timer.stop()
         self._typing.stop()
         super().hideEvent(event)
 
     @Slot()
-    def _refresh_if_visible(self) -> None:
-        if self.isVisible():
-            self.refresh()
-
-    @Slot()
-    def _live_refresh(self) -> None:
+    def on_tick(self) -> None:
+        """Only the newest page changes as runs come: older pages stay put."""
         if self._page_number == 0:
             self.refresh()
 

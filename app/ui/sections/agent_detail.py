@@ -24,6 +24,7 @@ from app.agents.autonomy import Autonomy
 from app.agents.metrics import AgentMetrics
 from app.ui.charts import BarChart, LineChart
 from app.ui.sections.agents_ops import AgentRow, ToolAutonomy
+from app.ui.sections.run_text import schedule_words
 from app.ui.sections.trace_view import format_duration, local_time
 
 __all__ = ["LEVEL_NAMES", "AgentInfo", "AutonomyEditor", "MetricsPanel", "metrics_summary"]
@@ -86,7 +87,7 @@ class AgentInfo(QWidget):
             "Priority": agent.priority.name.lower(),
             "Model": agent.model_class,
             "Triggers": ", ".join(agent.triggers) or "none",
-            "Schedule": "; ".join(agent.schedules) or "none",
+            "Schedule": "; ".join(schedule_words(line) for line in agent.schedules) or "none",
             "Next run": _when(agent.next_run),
             "Budgets": (
                 f"{budgets.tokens_per_day:,} tokens a day, {budgets.runs_per_hour} runs an hour, "
@@ -96,6 +97,7 @@ class AgentInfo(QWidget):
         }
         for name, text in values.items():
             self.fields[name].setText(text)
+        self.fields["Schedule"].setToolTip("\n".join(f"cron {line}" for line in agent.schedules))
 
 
 class AutonomyEditor(QGroupBox):

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -34,6 +33,7 @@ from app.ui.office_bridge import OfficeBridge
 from app.ui.sections import agents_ops, section
 from app.ui.sections.agent_detail import AgentInfo, AutonomyEditor, MetricsPanel
 from app.ui.sections.agents_ops import AgentRow, AgentsOverview
+from app.ui.sections.refreshing import RefreshingSection, StatusLabel
 from app.ui.sections.trace_view import TraceView
 
 __all__ = ["AgentsSection", "make_agents"]
@@ -42,19 +42,18 @@ REFRESH_MS = 3000
 _ID_ROLE = Qt.ItemDataRole.UserRole
 
 
-class AgentsSection(QWidget):
+class AgentsSection(RefreshingSection):
     """See the module docstring; talks to the office only through the bridge."""
 
+    refresh_interval_ms = REFRESH_MS
+
     def __init__(self, bridge: OfficeBridge, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(bridge, parent)
         self.setObjectName("section-agents")
-        self._bridge = bridge
         self._agents: dict[str, AgentRow] = {}
         self._loading = False
         self._again = False  # asked to reload while loading: the answer may be stale
         self._writes = 0  # autonomy changes under way: older reads would undo them on screen
-        self._timer = QTimer(self)
-        self._timer.setInterval(REFRESH_MS)
         self._build()
         self._connect_signals()
 
@@ -65,9 +64,7 @@ class AgentsSection(QWidget):
         self.errors.setAccessibleName("Agent definition errors")
         self.errors.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.errors.hide()
-        self.message = QLabel(self)
-        self.message.setWordWrap(True)
-        self.message.setAccessibleName("Agents status")
+        self.message = StatusLabel("Agents status", self)  # hidden while empty: no blank strip
         self.list = QListWidget(self)
         self.list.setAccessibleName("Agents")
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
@@ -116,30 +113,14 @@ class AgentsSection(QWidget):
         return button
 
     def _connect_signals(self) -> None:
-        self._timer.timeout.connect(self.refresh)
         self.list.currentItemChanged.connect(self._agent_chosen)
         self.pause_button.clicked.connect(lambda: self._command(agents_ops.pause))
         self.resume_button.clicked.connect(lambda: self._command(agents_ops.resume))
         self.run_button.clicked.connect(lambda: self._command(agents_ops.run_now))
         self.autonomy.level_chosen.connect(self.set_level)
         self.trace.run_chosen.connect(self._load_steps)
-        self._bridge.opened.connect(self._refresh_if_visible)
 
     # -- showing -------------------------------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
-        super().showEvent(event)
-        self.refresh()
-        self._timer.start()
-
-    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 (Qt's name)
-        self._timer.stop()
-        super().hideEvent(event)
-
-    @Slot()
-    def _refresh_if_visible(self) -> None:
-        if self.isVisible():
-            self.refresh()
-
     @Slot()
     def refresh(self) -> None:
         """Reload every agent (skipped while a reload is under way)."""

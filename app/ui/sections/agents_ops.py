@@ -11,26 +11,29 @@ CLI may make one.
 
 The agents' runtime starts with the office (the bridge asks for it on
 open); a call that needs it before then waits for ``start_agents``, which
-runs once and is safe from any thread.
+runs once and is safe from any thread. Nothing here loads the runtime or
+APScheduler at import: the window imports this module at start-up.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from app.agents.automations.scheduler import next_run
 from app.agents.autonomy import Autonomy, Owner
 from app.agents.definitions import AgentDefinition, Budgets, DefinitionError
 from app.agents.errors import AgentError
 from app.agents.lifecycle import AgentState
 from app.agents.metrics import AgentMetrics, query_metrics
-from app.agents.runtime import AgentRuntime
 from app.agents.runtime_errors import UnknownAgentError
 from app.agents.trace import RunRecord, StepRecord, TraceStore
 from app.engine.types import Priority
 from app.memory.db import Database, from_db_time, to_db_time, utc_now
 from app.office import Office
+
+if TYPE_CHECKING:  # the runtime (numpy, APScheduler) comes with the office, off the UI thread
+    from app.agents.runtime import AgentRuntime
 
 __all__ = [
     "AgentRow",
@@ -149,6 +152,8 @@ def tool_levels(agents: AgentRuntime, definition: AgentDefinition) -> tuple[Tool
 
 def next_agent_run(agents: AgentRuntime, agent_id: str, now: datetime) -> datetime | None:
     """The soonest next slot of the enabled automations that run this agent."""
+    from app.agents.automations import next_run
+
     scheduler = agents.scheduler
     upcoming = [
         next_run(a, scheduler.ledger.last_slot(a.id), now)

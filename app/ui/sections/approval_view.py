@@ -4,12 +4,17 @@ The view shows an :class:`ActionRecord` and emits what the owner chose; it
 never calls the office. Values an agent copied from outside text (an email,
 a web page) are marked in three ways at once: a warning icon, the words
 "from untrusted: <sources>" and a tinted row, so the mark survives colour
-blindness and screen readers. Edit and reject happen inline (no dialogs):
-the edit form has one line per top-level field of the payload, the reject
-form one line for the reason the agent will read.
+blindness and screen readers. Sources are named in words (the section hands
+over what the office knows of each: "an email from anna@example.com,
+'Invoice 42'", "3 memories (from you and the desk agent)"); the labels the
+trace recorded, memory ids included, are in the tooltips. Edit and reject
+happen inline (no dialogs): the edit form has one line per top-level field
+of the payload, the reject form one line for the reason the agent will read.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor
@@ -30,27 +35,36 @@ from PySide6.QtWidgets import (
 
 from app.agents.outbox_states import ActionRecord, ActionState
 from app.ui.sections.approvals_ops import (
+    SourceWords,
     diff_rows,
     editable_fields,
     edited_args,
     field_rows,
+    labels_tooltip,
     risk_label,
+    taint_banner,
 )
 
 UNTRUSTED_TINT = QColor(255, 224, 178)  # amber; the text and icon say it too
 UNTRUSTED_TEXT = QColor(33, 33, 33)  # dark text on the amber, whatever the theme
 BANNER_STYLE = "background: #fff3cd; color: #5c4400; padding: 6px; border-radius: 4px;"
 NOTHING = "Choose an action on the left to see exactly what it would do."
+_FIT = QHeaderView.ResizeMode.ResizeToContents
 
 
-def _table(parent: QWidget, headers: list[str], name: str) -> QTableWidget:
+def _table(parent: QWidget, headers: list[str], name: str, stretch: set[int]) -> QTableWidget:
+    """Columns in ``stretch`` share the width (their text wraps); the others fit their text."""
     table = QTableWidget(0, len(headers), parent)
     table.setHorizontalHeaderLabels(headers)
     table.setAccessibleName(name)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.verticalHeader().setVisible(False)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
+    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header = table.horizontalHeader()
+    header.setStretchLastSection(False)
+    for column in range(len(headers)):
+        mode = QHeaderView.ResizeMode.Stretch if column in stretch else _FIT
+        header.setSectionResizeMode(column, mode)
     table.setWordWrap(True)
     return table
 
@@ -72,6 +86,7 @@ class ApprovalView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.record: ActionRecord | None = None
+        self._sources: Mapping[str, SourceWords] = {}
         self._edits: dict[str, QLineEdit] = {}
         self.title = QLabel(NOTHING, self)
         self.title.setWordWrap(True)
@@ -82,8 +97,8 @@ class ApprovalView(QWidget):
         self.preview = QLabel(self)
         self.preview.setWordWrap(True)
         self.preview.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.diff = _table(self, ["Field", "Before", "After"], "Changes")
-        self.fields = _table(self, ["Field", "Value", "Origin"], "Exact payload")
+        self.diff = _table(self, ["Field", "Before", "After"], "Changes", {1, 2})
+        self.fields = _table(self, ["Field", "Value", "Origin"], "Exact payload", {1})
         self.message = QLabel(self)
         self.message.setWordWrap(True)
         self.message.setAccessibleName("Approval message")
@@ -172,15 +187,28 @@ class ApprovalView(QWidget):
             self.diff.hide()
             return
         self.title.setText(self._title(record))
-        notice = record.taint_notice
-        self.banner.setVisible(notice is not None)
-        self.banner.setText(f"⚠ {notice}" if notice else "")
+        self._show_banner(record)
         self.preview.setText(record.preview)
         self._fill_diff(record)
         self._fill_fields(record)
 
+    def set_sources(self, sources: Mapping[str, SourceWords]) -> None:
+        """What the office knows of each untrusted source label; the shown action is reworded."""
+        if dict(sources) == dict(self._sources):
+            return
+        self._sources = dict(sources)
+        if self.record is not None:
+            self._show_banner(self.record)
+            self._fill_fields(self.record)
+
     def show_message(self, text: str) -> None:
         self.message.setText(text)
+
+    def _show_banner(self, record: ActionRecord) -> None:
+        notice = taint_banner(record, self._sources)
+        self.banner.setVisible(notice is not None)
+        self.banner.setText(notice or "")
+        self.banner.setToolTip(labels_tooltip(record.untrusted_labels) if notice else "")
 
     @staticmethod
     def _title(record: ActionRecord) -> str:
@@ -203,14 +231,15 @@ class ApprovalView(QWidget):
         warning = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
         self.fields.setRowCount(len(rows))
         for index, row in enumerate(rows):
-            items = [QTableWidgetItem(row.path), QTableWidgetItem(row.value)]
-            items.append(QTableWidgetItem(row.mark))
+            origin = row.origin_text(self._sources)  # short; the sources in full in the tooltip
+            items = [QTableWidgetItem(text) for text in (row.path, row.value, origin)]
+            items[1].setToolTip(row.value)
             if row.untrusted:
                 items[1].setIcon(warning)
                 for item in items:
                     item.setBackground(QBrush(UNTRUSTED_TINT))
                     item.setForeground(QBrush(UNTRUSTED_TEXT))  # readable in dark themes too
-                    item.setToolTip(row.mark)
+                    item.setToolTip(f"{origin}\n\n{labels_tooltip(row.sources)}")
             for column, item in enumerate(items):
                 self.fields.setItem(index, column, item)
 

@@ -20,9 +20,9 @@ import logging
 from collections.abc import Mapping
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
@@ -38,6 +38,7 @@ from app.ui.office_bridge import OfficeBridge
 from app.ui.sections import approvals_ops as ops
 from app.ui.sections import section
 from app.ui.sections.approval_view import ApprovalView
+from app.ui.sections.refreshing import RefreshingSection
 
 log = logging.getLogger("soloist.ui")
 
@@ -50,24 +51,34 @@ QUEUE_WIDTH = 380
 
 
 def _tree(parent: QWidget, name: str) -> QTreeWidget:
+    """The action's name takes the width left (elided, in full in its tooltip); the rest fit."""
     tree = QTreeWidget(parent)
     tree.setHeaderLabels(COLUMNS)
     tree.setRootIsDecorated(False)
     tree.setAccessibleName(name)
     tree.setUniformRowHeights(True)
+    tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # "crm.log_…ivity" keeps the verb
+    header = tree.header()
+    header.setStretchLastSection(False)
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
     return tree
 
 
-class ApprovalsSection(QWidget):
-    """The queue and the chosen action; see the module docstring."""
+class ApprovalsSection(RefreshingSection):
+    """The queue and the chosen action; see the module docstring.
+
+    Unlike the other sections it also loads when the office opens while
+    hidden: the tray and the notifications need the count from the start.
+    """
 
     pending_count_changed = Signal(int)
     new_pending = Signal(list)  # [(action id, one line)] not seen before
     new_failures = Signal(list)  # [(action id, one line)] failed since last seen
+    refresh_interval_ms = LIVE_INTERVAL_MS
 
     def __init__(self, bridge: OfficeBridge, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._bridge = bridge
+        super().__init__(bridge, parent)
         self._records: dict[str, ActionRecord] = {}
         self._seen_pending: set[str] | None = None  # None until the first load
         self._seen_failed: set[str] | None = None
@@ -78,9 +89,6 @@ class ApprovalsSection(QWidget):
         self._wanted: str | None = None  # asked for before it was listed
         self.view = ApprovalView(self)
         self._build()
-        self._timer = QTimer(self)
-        self._timer.setInterval(LIVE_INTERVAL_MS)
-        self._timer.timeout.connect(self.refresh)
         self._connect_signals()
 
     def _build(self) -> None:
@@ -120,7 +128,6 @@ class ApprovalsSection(QWidget):
         self.view.edit_approved.connect(self._approve_edited)
         self.view.reject_requested.connect(self._reject)
         self.view.settle_requested.connect(self._settle)
-        self._bridge.opened.connect(self.refresh)
         outbox_changed = getattr(self._bridge, "outbox_changed", None)
         if outbox_changed is not None:  # the office's outbox events, when it reports them
             outbox_changed.connect(self.refresh)
@@ -143,11 +150,6 @@ class ApprovalsSection(QWidget):
     def loaded(self) -> bool:
         """True once a queue from running agents was shown."""
         return self._count >= 0
-
-    @property
-    def live(self) -> bool:
-        """True while the live refresh timer runs (only while shown)."""
-        return self._timer.isActive()
 
     def pending_ids(self) -> list[str]:
         return [self._id(self.queue.topLevelItem(i)) for i in range(self.queue.topLevelItemCount())]
@@ -175,6 +177,7 @@ class ApprovalsSection(QWidget):
             self.status.clear()
         ticked = set(self.ticked())
         self._records = {r.id: r for r in (*queue.pending, *queue.in_doubt)}
+        self.view.set_sources(queue.sources)
         self._fill(self.queue, queue.pending, queue, ticked)
         self._fill(self.in_doubt, queue.in_doubt, queue, set())
         self._update_batch_button()
@@ -204,7 +207,8 @@ class ApprovalsSection(QWidget):
                  ops.age_text(record.created_at, queue.now)]
             )  # fmt: skip
             item.setData(0, ID_ROLE, record.id)
-            item.setToolTip(0, record.preview)
+            item.setToolTip(0, f"{record.action}: {record.preview}")
+            item.setToolTip(1, record.agent_id)
             self._set_tickable(item, tree is self.queue and ops.is_batchable(record), ticked)
             tree.addTopLevelItem(item)
             if record.id == current:
@@ -368,14 +372,10 @@ class ApprovalsSection(QWidget):
         self.refresh()
 
     # -- visibility ----------------------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
-        super().showEvent(event)
+    @Slot()
+    def on_opened(self) -> None:
+        """Load even while hidden: the tray's count and the notifications need it."""
         self.refresh()
-        self._timer.start()
-
-    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 (Qt's name)
-        self._timer.stop()
-        super().hideEvent(event)
 
 
 @section("approvals", "Approvals", order=30)

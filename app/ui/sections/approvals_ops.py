@@ -16,22 +16,33 @@ preview's "a → b" lines, and the per-field text an edit is made of.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import PurePath
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from app.agents.autonomy import Owner
 from app.agents.errors import ApprovalError
 from app.agents.outbox_states import ActionRecord, ActionState
-from app.agents.runtime import AgentRuntime
 from app.agents.taint import Origin, leaves
 from app.integrations.base import JsonObject, JsonValue, Risk
-from app.memory.db import utc_now
+from app.memory.db import Database, utc_now
+from app.memory.memory_rows import VERSION_SELECT, MemoryVersion, version_from
 from app.office import Office
+from app.ui.sections.run_text import one_line
+
+if TYPE_CHECKING:  # the runtime (numpy, APScheduler) comes with the office, off the UI thread
+    from app.agents.runtime import AgentRuntime
+
+log = logging.getLogger("soloist.ui")
 
 AGENTS_NOT_READY = "The agents are still starting; try again in a moment."
 FAILURE_WINDOW = timedelta(days=1)  # failed actions newer than this are reported
+QUOTE_CHARS = 48  # of a subject or a memory's text quoted in a source's words
 
 
 # -- reads ---------------------------------------------------------------------------
@@ -44,6 +55,7 @@ class Queue:
     failed: tuple[ActionRecord, ...] = ()  # FAILED within FAILURE_WINDOW
     now: datetime = field(default_factory=utc_now)
     ready: bool = True  # False: the agents have not started yet
+    sources: Mapping[str, SourceWords] = field(default_factory=dict)  # untrusted label -> words
 
 
 def runtime_of(office: Office) -> AgentRuntime:
@@ -67,7 +79,187 @@ def load_queue(office: Office) -> Queue:
         in_doubt=tuple(r for r in waiting if r.state is ActionState.IN_DOUBT),
         failed=tuple(failed),
         now=now,
+        sources=describe_sources(office.db, untrusted_labels(waiting)),
     )
+
+
+# -- where untrusted text came from --------------------------------------------------
+# The loop labels each outside text it read (``app.agents.taint.UntrustedSource``):
+_EMAIL = re.compile(r"^email (?P<id>\S+)(?: body)?$")  # "email <message-id> body"
+_MEMORY = re.compile(r"^memory (?P<id>\S+)$")  # a recalled memory
+_TOOL = re.compile(r"^tool result (?P<tool>\S+)$")
+_EARLIER = re.compile(r"^earlier runs of (?P<agent>\S+)$")  # the session tier
+_MEMORY_KINDS = {
+    "fact": "a fact",
+    "note": "a note",
+    "document_chunk": "a passage",
+    "email_summary": "an email summary",
+    "crm_fact": "a CRM fact",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceWords:
+    """One untrusted source in words, for the owner."""
+
+    phrase: str  # on its own: "an email from anna@example.com, 'Invoice 42'"
+    origin: str = ""  # who or what it came from, short: "you", "the desk agent", "notes.pdf"
+    short: str = ""  # the phrase without its quote: "an email from anna@example.com"
+
+    @property
+    def brief(self) -> str:
+        return self.short or self.phrase
+
+
+def untrusted_labels(records: Iterable[ActionRecord]) -> list[str]:
+    """Every untrusted source label the records name, once each, in order."""
+    found: dict[str, None] = {}
+    for record in records:
+        found.update(dict.fromkeys(record.untrusted_labels))
+        for origin in record.origins:
+            found.update(dict.fromkeys(origin.sources))
+    return list(found)
+
+
+def label_words(label: str) -> SourceWords:
+    """What a label alone tells (nothing looked up)."""
+    if _EMAIL.match(label):
+        return SourceWords("an email")
+    if _MEMORY.match(label):
+        return SourceWords("a memory")
+    tool = _TOOL.match(label)
+    if tool:
+        return SourceWords(f"the result of {tool['tool']}", tool["tool"])
+    earlier = _EARLIER.match(label)
+    if earlier:
+        agent = f"the {earlier['agent']} agent"
+        return SourceWords(f"{agent}'s earlier runs", agent)
+    return SourceWords(label, label)
+
+
+def _quoted(text: str) -> str:
+    return f"'{one_line(text, QUOTE_CHARS)}'"
+
+
+def email_words(sender: str, subject: str) -> SourceWords:
+    """``an email from anna@example.com, 'Invoice 42'``."""
+    short = f"an email from {sender}" if sender else "an email"
+    phrase = f"{short}, {_quoted(subject)}" if subject.strip() else short
+    return SourceWords(phrase, sender, short)
+
+
+def memory_words(version: MemoryVersion) -> SourceWords:
+    """A memory by its kind and provenance: ``a fact you wrote, 'Invoices are due…'``."""
+    kind = _MEMORY_KINDS.get(version.kind, "a memory")
+    p = version.provenance
+    if p.source_file:
+        origin = PurePath(p.source_file).name or p.source_file
+        phrase = f"{kind} from {origin}"
+    elif p.source_url:
+        origin = urlsplit(p.source_url).hostname or p.source_url
+        phrase = f"{kind} from {origin}"
+    elif p.agent_id:
+        origin = f"the {p.agent_id} agent"
+        phrase = f"{kind} by {origin}"
+    elif p.message_id:
+        origin = "a chat"
+        phrase = f"{kind} from {origin}"
+    elif p.tool and p.tool != "ui":
+        origin = p.tool
+        phrase = f"{kind} saved by {origin}"
+    else:
+        origin = "you"
+        phrase = f"{kind} you wrote"
+    quoted = f"{phrase}, {_quoted(version.text)}" if version.text.strip() else phrase
+    return SourceWords(quoted, origin, phrase)
+
+
+def describe_sources(db: Database, labels: Sequence[str]) -> dict[str, SourceWords]:
+    """Each label in words, from the mail and the memories it names where they are stored."""
+    words = {label: label_words(label) for label in labels}
+    try:
+        words.update(_emails(db, labels))
+        words.update(_memories(db, labels))
+    except Exception as exc:  # the words are a courtesy: the labels still say it all
+        log.warning("untrusted sources not described: %s", exc)
+    return words
+
+
+def _emails(db: Database, labels: Sequence[str]) -> dict[str, SourceWords]:
+    found = {}
+    for label in labels:
+        match = _EMAIL.match(label)
+        if match is None:
+            continue
+        bare = match["id"].strip("<>")
+        row = db.fetchone(
+            "SELECT from_email, from_name, subject FROM mail_messages "
+            "WHERE message_id IN (?, ?) OR id = ? ORDER BY received_at DESC NULLS LAST LIMIT 1",
+            [bare, f"<{bare}>", match["id"]],
+        )
+        if row is not None:
+            found[label] = email_words(str(row[0] or row[1] or ""), str(row[2] or ""))
+    return found
+
+
+def _memories(db: Database, labels: Sequence[str]) -> dict[str, SourceWords]:
+    ids = {m["id"]: label for label in labels if (m := _MEMORY.match(label))}
+    if not ids:
+        return {}
+    marks = ", ".join("?" for _ in ids)
+    rows = db.fetchall(
+        f"{VERSION_SELECT} WHERE v.memory_id IN ({marks}) AND v.valid_to IS NULL", list(ids)
+    )
+    versions = (version_from(tuple(row)) for row in rows)
+    return {ids[v.memory_id]: memory_words(v) for v in versions if not v.tombstone}
+
+
+def untrusted_text(
+    labels: Sequence[str], words: Mapping[str, SourceWords], *, short: bool = False
+) -> str:
+    """The sources of ``labels`` in words, memories counted when there are several.
+
+    ``an email from anna@example.com, 'Invoice 42'; 3 memories (from you and
+    the desk agent); the desk agent's earlier runs``. ``short``: no quotes.
+    """
+    parts: list[str] = []
+    memories: list[SourceWords] = []
+    for label in dict.fromkeys(labels):
+        said = words.get(label) or label_words(label)
+        if _MEMORY.match(label):
+            if not memories:
+                parts.append("")  # the memories' place, filled below
+            memories.append(said)
+        else:
+            parts.append(said.brief if short else said.phrase)
+    if memories:
+        parts[parts.index("")] = _memories_text(memories, short)
+    return "; ".join(parts)
+
+
+def _memories_text(memories: Sequence[SourceWords], short: bool) -> str:
+    if len(memories) == 1:
+        return memories[0].brief if short else memories[0].phrase
+    origins = list(dict.fromkeys(m.origin for m in memories if m.origin))
+    text = f"{len(memories)} memories"
+    if origins:
+        shown = origins[:3] if len(origins) <= 3 else [*origins[:2], "others"]
+        named = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+        text += f" (from {named})"
+    return text
+
+
+def taint_banner(record: ActionRecord, words: Mapping[str, SourceWords]) -> str | None:
+    """The approval view's warning, in words; None when the run read nothing untrusted."""
+    if not record.untrusted_labels:
+        return None
+    sources = untrusted_text(record.untrusted_labels, words)
+    return f"⚠ Written after reading untrusted text: {sources}."
+
+
+def labels_tooltip(labels: Sequence[str]) -> str:
+    """The labels as the trace records them, one a line (memory ids included)."""
+    return "Untrusted sources, as recorded:\n" + "\n".join(dict.fromkeys(labels))
 
 
 # -- decisions -----------------------------------------------------------------------
@@ -170,10 +362,17 @@ class FieldRow:
 
     @property
     def mark(self) -> str:
-        """The origin in words (never colour alone)."""
+        """The origin with the sources' labels as recorded (never colour alone)."""
         if self.untrusted:
             return "⚠ from untrusted: " + (", ".join(self.sources) or "outside text")
         return f"from {self.origin.value}"
+
+    def origin_text(self, words: Mapping[str, SourceWords]) -> str:
+        """The origin with the sources in words: ``⚠ from untrusted: an email from …``."""
+        if self.untrusted:
+            named = untrusted_text(self.sources, words, short=True)
+            return "⚠ from untrusted: " + (named or "outside text")
+        return self.mark
 
 
 def value_text(value: JsonValue) -> str:

@@ -11,9 +11,9 @@ timer reloads it every few seconds; hidden, nothing runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -25,17 +25,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.agents.automations import RunRecord
 from app.ui.office_bridge import OfficeBridge
 from app.ui.sections import automations_ops, section
 from app.ui.sections.automations_ops import POLICY_NAMES, AutomationRow
+from app.ui.sections.refreshing import RefreshingSection, StatusLabel
 from app.ui.sections.trace_view import fill_row, local_time, setup_table
+
+if TYPE_CHECKING:  # the automations package loads APScheduler: read off this thread
+    from app.agents.automations import RunRecord
 
 __all__ = ["AUTOMATION_COLUMNS", "HISTORY_COLUMNS", "AutomationsSection", "make_automations"]
 
 REFRESH_MS = 3000
 AUTOMATION_COLUMNS = ("Name", "Target", "Schedule", "Missed slots", "On", "Next run", "Last run")
 HISTORY_COLUMNS = ("Slot", "Kind", "State", "Claimed", "Started", "Finished", "Skipped", "Error")
+NAME_COLUMN, SCHEDULE_COLUMN = 0, 2
 MANAGED_NOTE = (
     "Made from the agent's schedule line: switched off, it stays off until Soloist "
     "restarts; remove the line from the agent's definition to stop it for good."
@@ -62,6 +66,11 @@ def automation_cells(row: AutomationRow) -> list[str]:
     ]
 
 
+def automation_tooltips(row: AutomationRow) -> dict[int, str]:
+    """The stored name and the cron text behind the words."""
+    return {NAME_COLUMN: f"{row.name}\nStored as: {row.stored_name}", SCHEDULE_COLUMN: row.cron}
+
+
 def history_cells(run: RunRecord) -> list[str]:
     skipped = ""
     if run.skipped_slots:
@@ -80,27 +89,24 @@ def history_cells(run: RunRecord) -> list[str]:
     ]
 
 
-class AutomationsSection(QWidget):
+class AutomationsSection(RefreshingSection):
     """See the module docstring; talks to the office only through the bridge."""
 
+    refresh_interval_ms = REFRESH_MS
+
     def __init__(self, bridge: OfficeBridge, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(bridge, parent)
         self.setObjectName("section-automations")
-        self._bridge = bridge
         self._rows: list[AutomationRow] = []
         self._loading = False
         self._again = False
-        self._timer = QTimer(self)
-        self._timer.setInterval(REFRESH_MS)
         self._build()
         self._connect_signals()
 
     def _build(self) -> None:
-        self.message = QLabel(self)
-        self.message.setWordWrap(True)
-        self.message.setAccessibleName("Automations status")
+        self.message = StatusLabel("Automations status", self)
         self.table = QTableWidget(self)
-        setup_table(self.table, AUTOMATION_COLUMNS, "Automations")
+        setup_table(self.table, AUTOMATION_COLUMNS, "Automations", stretch=NAME_COLUMN)
         self.enabled = QCheckBox("On", self)
         self.enabled.setAccessibleName("Automation switched on")
         self.enabled.setEnabled(False)
@@ -129,27 +135,11 @@ class AutomationsSection(QWidget):
         layout.addWidget(splitter, 1)
 
     def _connect_signals(self) -> None:
-        self._timer.timeout.connect(self.refresh)
         self.table.itemSelectionChanged.connect(self._chosen)
         self.enabled.clicked.connect(self._toggle)
         self.run_button.clicked.connect(self._run_now)
-        self._bridge.opened.connect(self._refresh_if_visible)
 
     # -- showing -------------------------------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
-        super().showEvent(event)
-        self.refresh()
-        self._timer.start()
-
-    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 (Qt's name)
-        self._timer.stop()
-        super().hideEvent(event)
-
-    @Slot()
-    def _refresh_if_visible(self) -> None:
-        if self.isVisible():
-            self.refresh()
-
     @Slot()
     def refresh(self) -> None:
         if self._loading:
@@ -189,7 +179,7 @@ class AutomationsSection(QWidget):
         try:
             self.table.setRowCount(len(rows))
             for index, row in enumerate(rows):
-                fill_row(self.table, index, automation_cells(row), row.id)
+                fill_row(self.table, index, automation_cells(row), row.id, automation_tooltips(row))
             if chosen is not None:
                 self.select(chosen.id)
         finally:

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -50,21 +49,21 @@ from app.ui.sections.connections_ops import (
     sync_account,
     sync_text,
 )
+from app.ui.sections.refreshing import RefreshingSection, StatusLabel
 
 _ID_ROLE = Qt.ItemDataRole.UserRole
 REFRESH_MS = 10_000
 NO_ACCOUNT = "No account chosen. Add one to connect mail, calendars, the CRM or a store."
 
 
-class ConnectionsPage(QWidget):
+class ConnectionsPage(RefreshingSection):
+    refresh_interval_ms = REFRESH_MS
+
     def __init__(self, bridge: OfficeBridge, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._bridge = bridge
+        super().__init__(bridge, parent)
         self._rows: dict[str, AccountRow] = {}
         self._reports: dict[str, str] = {}
         self._loading = False
-        self._timer = QTimer(self)
-        self._timer.setInterval(REFRESH_MS)
         self._build()
         self._connect_signals()
         self._show_account(None)
@@ -77,9 +76,7 @@ class ConnectionsPage(QWidget):
         self.new_account.setAccessibleName("Add account")
         self.form = AccountForm(self)
         self.form.hide()
-        self.message = QLabel("", self)
-        self.message.setAccessibleName("Connections status")
-        self.message.setWordWrap(True)
+        self.message = StatusLabel("Connections status", self)
         left = QVBoxLayout()
         left.addWidget(self.accounts, 1)
         left.addWidget(self.new_account)
@@ -143,8 +140,6 @@ class ConnectionsPage(QWidget):
         self.confirm_remove.clicked.connect(self._remove_current)
         self.save_secret.clicked.connect(self._save_secret)
         self.secret.returnPressed.connect(self._save_secret)
-        self._timer.timeout.connect(self.refresh)
-        self._bridge.opened.connect(self._on_opened)
 
     # -- the list ------------------------------------------------------
     @Slot()
@@ -347,20 +342,9 @@ class ConnectionsPage(QWidget):
         self.message.setText(text)
 
     @Slot()
-    def _on_opened(self) -> None:
-        self._loading = False
-        if self.isVisible():
-            self.refresh()
-
-    # -- events --------------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
-        super().showEvent(event)
-        self.refresh()
-        self._timer.start()
-
-    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 (Qt's name)
-        self._timer.stop()
-        super().hideEvent(event)
+    def on_opened(self) -> None:
+        self._loading = False  # a read asked for before the office opened never ran
+        super().on_opened()
 
 
 def _button(text: str, name: str, parent: QWidget) -> QPushButton:

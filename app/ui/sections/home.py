@@ -12,13 +12,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QTimer, Signal, Slot
-from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
+    QListWidgetItem,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -27,9 +27,11 @@ from PySide6.QtWidgets import (
 from app.office import Office
 from app.ui.office_bridge import OfficeBridge
 from app.ui.sections import section
+from app.ui.sections.refreshing import RefreshingSection, StatusLabel
+from app.ui.sections.run_text import outcome_text
 
-if TYPE_CHECKING:  # home_ops brings the agents' modules (APScheduler): loaded off this thread
-    from app.ui.sections.home_ops import HomeSnapshot, RecentRun
+if TYPE_CHECKING:  # read through the bridge, off this thread
+    from app.ui.sections.home_ops import HomeSnapshot, RecentRun, Upcoming
 
 REFRESH_MS = 5_000
 AGENTS_STARTING = "Agents are starting…"
@@ -70,21 +72,33 @@ def agents_text(snapshot: HomeSnapshot) -> str:
 
 
 def run_text(run: RecentRun) -> str:
-    tail = f": {run.outcome}" if run.outcome else ""
-    return f"{when_text(run.started_at)}  {run.agent_id}  {run.state}{tail}"
+    """``Mon 03 Mar 08:00  desk  done · 4 steps · 182 ms``."""
+    ended = outcome_text(
+        run.state, run.outcome, run.error, steps=run.steps, duration_s=run.duration_s
+    )
+    return f"{when_text(run.started_at)}  {run.agent_id}  {ended}"
 
 
-class HomePage(QWidget):
+def run_tooltip(run: RecentRun) -> str:
+    """The same run with its reason in full."""
+    ended = outcome_text(run.state, run.outcome, run.error, limit=10_000)
+    return f"{run.agent_id}, started {when_text(run.started_at)}: {ended}"
+
+
+def upcoming_text(item: Upcoming) -> str:
+    """``Sat 28 Nov 08:00  Daily briefing — every day at 08:00``."""
+    return f"{when_text(item.when)}  {item.name}"
+
+
+class HomePage(RefreshingSection):
     """Emits ``section_requested(key)`` to open another section."""
 
     section_requested = Signal(str)
+    refresh_interval_ms = REFRESH_MS
 
     def __init__(self, bridge: OfficeBridge, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._bridge = bridge
+        super().__init__(bridge, parent)
         self._loading = False
-        self._timer = QTimer(self)
-        self._timer.setInterval(REFRESH_MS)
         self._build()
         self._connect_signals()
 
@@ -104,9 +118,7 @@ class HomePage(QWidget):
         self.briefing.setWordWrap(True)
         self.run_briefing = QPushButton("Run briefing now", self)
         self.run_briefing.setAccessibleName("Run briefing now")
-        self.message = QLabel("", self)
-        self.message.setAccessibleName("Home status")
-        self.message.setWordWrap(True)
+        self.message = StatusLabel("Home status", self)
         layout = QVBoxLayout(self)
         title = QLabel("<h2>Today</h2>", self)
         layout.addWidget(title)
@@ -122,8 +134,6 @@ class HomePage(QWidget):
     def _connect_signals(self) -> None:
         self.approvals.clicked.connect(lambda: self.section_requested.emit(APPROVALS))
         self.run_briefing.clicked.connect(self._ask_briefing)
-        self._timer.timeout.connect(self.refresh)
-        self._bridge.opened.connect(self._on_opened)
 
     # -- refreshing ----------------------------------------------------
     @Slot()
@@ -142,12 +152,14 @@ class HomePage(QWidget):
         self.run_briefing.setEnabled(snapshot.agents_started)
         self.upcoming.clear()
         for item in snapshot.upcoming:
-            self.upcoming.addItem(f"{when_text(item.when)}  {item.name}")
+            line = QListWidgetItem(upcoming_text(item), self.upcoming)
+            line.setToolTip(item.detail or upcoming_text(item))
         if not snapshot.upcoming:
             self.upcoming.addItem("No automation is scheduled.")
         self.recent.clear()
         for run in snapshot.recent:
-            self.recent.addItem(run_text(run))
+            line = QListWidgetItem(run_text(run), self.recent)
+            line.setToolTip(run_tooltip(run))
         if not snapshot.recent:
             self.recent.addItem("No agent has run yet.")
         if snapshot.briefing is None:
@@ -162,10 +174,9 @@ class HomePage(QWidget):
         self.message.setText(text)
 
     @Slot()
-    def _on_opened(self) -> None:
+    def on_opened(self) -> None:
         self._loading = False  # a read asked for before the office opened never ran
-        if self.isVisible():
-            self.refresh()
+        super().on_opened()
 
     @Slot()
     def _ask_briefing(self) -> None:
@@ -181,16 +192,6 @@ class HomePage(QWidget):
     def _briefing_failed(self, text: str) -> None:
         self.run_briefing.setEnabled(True)
         self.message.setText(text)
-
-    # -- events --------------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
-        super().showEvent(event)
-        self.refresh()
-        self._timer.start()
-
-    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 (Qt's name)
-        self._timer.stop()
-        super().hideEvent(event)
 
 
 def _boxed(title: str, parent: QWidget, *widgets: QWidget) -> QGroupBox:

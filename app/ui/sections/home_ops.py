@@ -5,7 +5,8 @@ pending approvals, agents running and queued, the next automations, the
 latest runs and the newest daily briefing. Approvals, automations and runs
 are read from their tables, so they show even before the agents have
 started; only the agents' live states need the running ``AgentRuntime``.
-No Qt here: the widget calls these through ``bridge.call``.
+No Qt here: the widget calls these through ``bridge.call``. The automations'
+modules (APScheduler) load inside :func:`upcoming`, on that worker thread.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.agents.automations.ledger import Ledger
-from app.agents.automations.scheduler import next_run
-from app.agents.automations.store import AutomationStore
 from app.agents.builtin.daily_briefing import AGENT_ID as BRIEFING_AGENT
 from app.agents.builtin.daily_briefing import SCOPE as BRIEFING_SCOPE
 from app.agents.errors import AgentError
@@ -26,6 +24,7 @@ from app.agents.trace import TraceStore
 from app.memory.db import utc_now
 from app.memory.errors import StoreError
 from app.office import Office
+from app.ui.sections.automations_ops import agent_names, automation_title
 
 __all__ = [
     "BRIEFING_AGENT",
@@ -53,18 +52,22 @@ class AgentsNotStartedError(AgentError):
 class Upcoming:
     """One automation's next slot."""
 
-    name: str
+    name: str  # in words: "Daily briefing — every day at 08:00"
     when: datetime
+    detail: str = ""  # the stored name and schedule, for a tooltip
 
 
 @dataclass(frozen=True, slots=True)
 class RecentRun:
-    """One finished (or running) agent run and how it ended."""
+    """One finished (or running) agent run and how it ended, as the trace keeps it."""
 
     agent_id: str
     started_at: datetime
-    state: str
-    outcome: str  # the run's outcome or error, one line; "" when none
+    state: str  # a ``RunState`` value
+    outcome: str | None = None  # the loop's outcome JSON (see ``run_text.outcome_text``)
+    error: str | None = None
+    steps: int = 0
+    duration_s: float | None = None  # None while it runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +123,17 @@ def _agent_states(office: Office) -> tuple[tuple[str, ...] | None, tuple[str, ..
 
 def upcoming(office: Office, limit: int = NEXT_AUTOMATIONS) -> list[Upcoming]:
     """The next ``limit`` automation slots, soonest first."""
+    from app.agents.automations import AutomationStore, Ledger, next_run
+
     ledger = Ledger(office.db)
     now = utc_now()
+    names = agent_names(office)
     found = []
     for automation in AutomationStore(office.db).list(enabled_only=True):
         when = next_run(automation, ledger.last_slot(automation.id), now)
         if when is not None:
-            found.append(Upcoming(automation.name, when))
+            detail = f"{automation.name} ({automation.schedule.describe()})"
+            found.append(Upcoming(automation_title(automation, names), when, detail))
     return sorted(found, key=lambda u: u.when)[:limit]
 
 
@@ -134,7 +141,13 @@ def recent_runs(office: Office, limit: int = RECENT_RUNS) -> list[RecentRun]:
     """The newest agent runs with their outcome."""
     return [
         RecentRun(
-            run.agent_id, run.started_at, run.state.value, _one_line(run.outcome or run.error)
+            run.agent_id,
+            run.started_at,
+            run.state.value,
+            run.outcome,
+            run.error,
+            run.steps,
+            run.duration_s,
         )
         for run in TraceStore(office.db).runs(limit=limit)
     ]
@@ -158,8 +171,3 @@ def run_briefing(office: Office) -> str:
         raise AgentsNotStartedError()
     agents.run_now(BRIEFING_AGENT, "the owner asked for a briefing now")
     return BRIEFING_AGENT
-
-
-def _one_line(text: str | None, limit: int = 120) -> str:
-    line = " ".join((text or "").split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -54,6 +53,7 @@ from app.ui.sections.memory_ops import (
     search,
     sources,
 )
+from app.ui.sections.refreshing import RefreshingSection
 
 if TYPE_CHECKING:  # numpy comes with search: loaded off this thread, by the office
     from app.memory.search import SearchHit, SearchResult
@@ -82,10 +82,11 @@ class ProgressRelay(QObject):
     progressed = Signal(object)  # IngestProgress
 
 
-class MemoryPage(QWidget):
+class MemoryPage(RefreshingSection):
+    """Reloads the filters and folders when shown (no timer: only the owner changes them)."""
+
     def __init__(self, bridge: OfficeBridge, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._bridge = bridge
+        super().__init__(bridge, parent)
         self._cancel: threading.Event | None = None
         self.relay = ProgressRelay(self)
         self._build()
@@ -164,7 +165,6 @@ class MemoryPage(QWidget):
         )
         self.cancel.clicked.connect(self.cancel_ingest)
         self.relay.progressed.connect(self._on_progress)
-        self._bridge.opened.connect(self._on_opened)
 
     # -- reading -------------------------------------------------------
     @Slot()
@@ -325,16 +325,6 @@ class MemoryPage(QWidget):
         self.cancel.setEnabled(running)
         self.add_folder.setEnabled(not running)
         self.reindex.setEnabled(not running and self.sources.currentItem() is not None)
-
-    @Slot()
-    def _on_opened(self) -> None:
-        if self.isVisible():
-            self.refresh()
-
-    # -- events --------------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
-        super().showEvent(event)
-        self.refresh()
 
 
 def _combo(parent: QWidget, name: str, any_text: str) -> QComboBox:

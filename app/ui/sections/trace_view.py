@@ -1,7 +1,8 @@
 """Agent runs and their steps as tables: shared by the Agents and Activity sections.
 
 Shows only what the trace stores (``app.agents.trace``): per run its
-trigger, state, timings, tokens and outcome; per step its kind, timings,
+trigger, state, timings, tokens and how it ended, in words
+(``run_text.outcome_text``; the reason in full in the tooltip); per step its kind, timings,
 tokens, the tool called with the hash of its arguments, a summary of the
 result, the prompt's sha256 and size (the prompt itself is never stored),
 and, for the chosen step, the traced model output and inputs. The widgets
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.agents.trace import RunRecord, StepRecord
+from app.ui.sections.run_text import duration_text, outcome_text
 
 __all__ = [
     "RUN_COLUMNS",
@@ -48,19 +50,12 @@ STEP_COLUMNS = (
     "Result", "Prompt sha256", "Error",
 )  # fmt: skip
 SUMMARY_CHARS = 120
+OUTCOME_COLUMN = RUN_COLUMNS.index("Outcome")
+RESULT_COLUMN = STEP_COLUMNS.index("Result")
+FULL_TEXT = 10_000  # a tooltip's reason is not cut
 _ID_ROLE = Qt.ItemDataRole.UserRole
 
-
-def format_duration(seconds: float | None) -> str:
-    """``0.0123`` -> ``12 ms``; ``75`` -> ``1 min 15 s``; None (still running) -> ``…``."""
-    if seconds is None:
-        return "…"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+format_duration = duration_text  # ``0.0123`` -> ``12 ms``; None (still running) -> ``…``
 
 
 def local_time(moment: datetime | None) -> str:
@@ -81,25 +76,42 @@ def summarise(value: object, limit: int = SUMMARY_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def setup_table(table: QTableWidget, columns: Sequence[str], name: str) -> None:
-    """Read-only, whole-row single selection, columns sized to their contents."""
+def setup_table(
+    table: QTableWidget, columns: Sequence[str], name: str, stretch: int | None = None
+) -> None:
+    """Read-only, whole-row single selection, columns sized to their contents.
+
+    Column ``stretch`` (default: the last) takes the width left and elides
+    its text; every cell's tooltip has its full text (:func:`fill_row`).
+    """
     table.setColumnCount(len(columns))
     table.setHorizontalHeaderLabels(list(columns))
     table.setAccessibleName(name)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.setTextElideMode(Qt.TextElideMode.ElideRight)
+    table.setWordWrap(False)
     table.verticalHeader().setVisible(False)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
+    header = table.horizontalHeader()
+    header.setStretchLastSection(False)
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    wide = len(columns) - 1 if stretch is None else stretch
+    header.setSectionResizeMode(wide, QHeaderView.ResizeMode.Stretch)
 
 
-def fill_row(table: QTableWidget, row: int, cells: Sequence[str], key: str) -> None:
-    """One row of text cells, each with its tooltip and the row's key."""
+def fill_row(
+    table: QTableWidget,
+    row: int,
+    cells: Sequence[str],
+    key: str,
+    tooltips: Mapping[int, str] | None = None,
+) -> None:
+    """One row of text cells, each with its tooltip (its text unless given) and the row's key."""
     for column, text in enumerate(cells):
         item = QTableWidgetItem(text)
         item.setData(_ID_ROLE, key)
-        item.setToolTip(text)
+        item.setToolTip((tooltips or {}).get(column, text))
         table.setItem(row, column, item)
 
 
@@ -111,7 +123,8 @@ class RunTable(QTableWidget):
     def __init__(self, parent: QWidget | None = None, *, show_tools: bool = False) -> None:
         super().__init__(parent)
         self._show_tools = show_tools
-        setup_table(self, (*RUN_COLUMNS, "Tools") if show_tools else RUN_COLUMNS, "Runs")
+        columns = (*RUN_COLUMNS, "Tools") if show_tools else RUN_COLUMNS
+        setup_table(self, columns, "Runs", stretch=OUTCOME_COLUMN)
         self.itemSelectionChanged.connect(self._chosen)
         self._ids: list[str] = []
 
@@ -133,7 +146,7 @@ class RunTable(QTableWidget):
                 cells = _run_cells(run)
                 if self._show_tools:
                     cells.append((tools or {}).get(run.id, ""))
-                fill_row(self, row, cells, run.id)
+                fill_row(self, row, cells, run.id, {OUTCOME_COLUMN: _outcome_tooltip(run)})
             if chosen in self._ids:
                 self.selectRow(self._ids.index(chosen))
         finally:
@@ -151,7 +164,6 @@ class RunTable(QTableWidget):
 
 
 def _run_cells(run: RunRecord) -> list[str]:
-    outcome = run.error or run.outcome or ""
     return [
         local_time(run.started_at),
         run.agent_id,
@@ -160,8 +172,14 @@ def _run_cells(run: RunRecord) -> list[str]:
         format_duration(run.duration_s),
         str(run.steps),
         f"{run.tokens:,}",
-        summarise(outcome),
+        outcome_text(run.state.value, run.outcome, run.error),
     ]
+
+
+def _outcome_tooltip(run: RunRecord) -> str:
+    """How the run ended with its reason in full, and the stored outcome as it is."""
+    ended = outcome_text(run.state.value, run.outcome, run.error, limit=FULL_TEXT)
+    return f"{ended}\n\nStored outcome: {run.outcome}" if run.outcome else ended
 
 
 class StepTable(QTableWidget):
@@ -169,7 +187,7 @@ class StepTable(QTableWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        setup_table(self, STEP_COLUMNS, "Steps of the chosen run")
+        setup_table(self, STEP_COLUMNS, "Steps of the chosen run", stretch=RESULT_COLUMN)
         self.steps: list[StepRecord] = []
 
     def set_steps(self, steps: Sequence[StepRecord]) -> None:
