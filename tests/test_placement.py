@@ -23,6 +23,7 @@ from app.engine.placement import (
     gpu_layers_that_fit,
     kv_cache_bytes,
     next_model,
+    over_count,
 )
 
 # Four layers of 100 bytes; one KV row is 1 K + 1 V element, so at f16 and
@@ -347,6 +348,57 @@ def test_expired_lists_least_recently_used_first() -> None:
     assert expired(loaded, now=100.0) == ["old", "new"]
 
 
+@pytest.mark.parametrize(
+    ("max_models", "expected"),
+    [
+        (5, []),  # room for one more
+        (4, ["a"]),  # four loaded, four allowed: the least recently used idle one goes
+        (3, ["a", "b"]),
+        (2, ["a", "b"]),  # busy and pinned stay: the new one loads past the count
+        (1, ["a", "b"]),
+        (0, ["a", "b"]),  # at least one model may be loaded
+    ],
+)
+def test_over_count(max_models: int, expected: list[str]) -> None:
+    assert over_count(LOADED, max_models) == expected
+
+
+@pytest.mark.parametrize(
+    ("loaded", "max_models", "expected"),
+    [
+        ([], 1, []),
+        ([model("p", 1, 0.0, pinned=True)], 1, []),  # pinned: never for room
+        ([model("p", 1, 0.0, pinned=True), model("q", 1, 9.0)], 2, ["q"]),  # newer but idle
+        ([model("z", 1, 1.0), model("m", 1, 1.0)], 2, ["m"]),  # ties by model id
+        ([model("busy", 1, 0.0, in_flight=1)], 1, []),
+    ],
+)
+def test_over_count_never_takes_a_pinned_or_busy_model(
+    loaded: list[LoadedModelInfo], max_models: int, expected: list[str]
+) -> None:
+    assert over_count(loaded, max_models) == expected
+
+
+@pytest.mark.parametrize(
+    ("pinned", "in_flight", "idle_s", "evicted_for_keep_alive", "evicted_for_room"),
+    [
+        (False, 0, 10.0, True, True),
+        (False, 0, 0.5, False, True),  # within keep-alive, still the one to make room
+        (True, 0, 10.0, False, False),  # pinned: neither
+        (True, 0, 0.5, False, False),
+        (False, 1, 10.0, False, False),  # in use: neither
+    ],
+)
+def test_the_pinned_rule_in_every_eviction_decision(
+    pinned: bool, in_flight: int, idle_s: float, evicted_for_keep_alive: bool,
+    evicted_for_room: bool,
+) -> None:  # fmt: skip
+    loaded = [model("m", 10, 0.0, pinned=pinned, in_flight=in_flight, keep_alive_s=1.0)]
+    assert (expired(loaded, idle_s) == ["m"]) is evicted_for_keep_alive
+    assert (over_count(loaded, 1) == ["m"]) is evicted_for_room
+    assert (choose_eviction(loaded, 10, 10, idle_s) == ["m"]) is evicted_for_room
+
+
 loaded_models = st.lists(
     st.builds(
         LoadedModelInfo,
@@ -375,6 +427,17 @@ def test_eviction_frees_enough_and_touches_only_idle_models(
         assert set(chosen) <= set(idle)
         assert len(set(chosen)) == len(chosen)
         assert sum(idle[i].device_bytes for i in chosen) >= shortfall
+
+
+@given(loaded_models, st.integers(0, 10))
+def test_over_count_makes_room_with_idle_models_only(
+    loaded: list[LoadedModelInfo], max_models: int
+) -> None:
+    chosen = over_count(loaded, max_models)
+    idle = {m.model_id for m in loaded if m.evictable}
+    assert set(chosen) <= idle and len(set(chosen)) == len(chosen)
+    left = len(loaded) - len(chosen)
+    assert left < max(max_models, 1) or set(chosen) == idle  # room, or all the idle went
 
 
 @pytest.mark.parametrize(

@@ -244,3 +244,49 @@ def test_a_failed_download_reads_as_one_line(qtbot: QtBot, bridge: OfficeBridge)
     assert failed.args is not None and failed.args[2] is False
     assert "Check the internet connection" in row.status.text()
     assert row.action.isEnabled() and time.monotonic() - started < 30
+
+
+@pytest.mark.slow
+def test_page_shows_the_live_state_of_a_real_engine_and_pins_and_unloads(
+    qtbot: QtBot, soloist_home: Path, tiny_model: Path
+) -> None:
+    from app.engine.llama_adapter import ContextConfig
+    from app.engine.llamacpp import EngineConfig
+    from app.engine.process.supervisor import ProcessConfig, ProcessEngine
+    from app.engine.types import GenerateRequest, Message, SamplingParams
+
+    config = ProcessConfig(
+        engine=EngineConfig(context=ContextConfig(n_ctx=2048, n_batch=128), keep_alive_s=120.0),
+        heartbeat_interval_s=0.2,
+    )
+    office = Office(soloist_home, engine_factory=lambda: ProcessEngine(config))
+    made = OfficeBridge()
+    with qtbot.waitSignal(made.conversations_loaded):
+        made.attach(office)
+    try:
+        request = GenerateRequest(
+            str(tiny_model),
+            (Message("user", "hello"),),
+            SamplingParams(max_tokens=16, temperature=0.0),
+        )
+        assert list(office.engine.generate(request))[-1].is_final
+        page = page_for(qtbot, made, curated=())
+        qtbot.waitUntil(lambda: page.resident.rowCount() == 1, timeout=10_000)
+        assert table_texts(page.resident)[0][4] == "no"
+        assert page.queue_label.text() == "interactive: 0 · standard: 0 · background: 0"
+        assert len(page.speed_chart.points) == 1
+        assert [label for label, _ in page.ttft_chart.bars] == ["interactive"]
+        assert not page.metrics_note.isVisibleTo(page)
+        assert "2 min" in page.engine_note.text()  # the engine's keep-alive, not a default
+        page.resident.selectRow(0)
+        assert page.unload_button.isEnabled() and page.pin_button.isEnabled()
+        assert page.actions_note.text() == ""
+        qtbot.mouseClick(page.pin_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: [r[4] for r in table_texts(page.resident)] == ["yes"])
+        page.resident.selectRow(0)
+        assert page.pin_button.text() == "Unpin"
+        qtbot.mouseClick(page.unload_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: page.resident.rowCount() == 0, timeout=10_000)
+        assert page.engine_note.text().startswith("No model is loaded.")
+    finally:
+        made.shutdown()

@@ -12,6 +12,7 @@
     ├── PromptTooLongError       the prompt does not fit the context
     ├── InvalidGrammarError      a GBNF grammar or JSON schema llama.cpp rejects
     ├── EngineBusyError          admission refused the request (queue full, budget)
+    ├── ModelInUseError          unloading a model that requests are using
     ├── RequestCancelledError    the caller cancelled the request
     ├── GenerationError          llama.cpp failed while decoding
     ├── EngineRestartedError     the engine process died during the request
@@ -64,6 +65,10 @@ class InvalidGrammarError(EngineError):
 
 class EngineBusyError(EngineError):
     """Admission control refused the request; the message says why."""
+
+
+class ModelInUseError(EngineError):
+    """A model cannot be unloaded now: requests are using it; the message says how many."""
 
 
 class RequestCancelledError(EngineError):

@@ -15,8 +15,10 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,9 @@ from app.engine.devices import DeviceProbe, discover_devices
 from app.engine.errors import (
     EngineBusyError,
     EngineError,
+    EngineUnavailableError,
     GenerationError,
+    ModelInUseError,
     ModelLoadError,
     ModelTooLargeError,
 )
@@ -37,9 +41,11 @@ from app.engine.placement import (
     ModelFootprint,
     choose_eviction,
     estimate_memory,
+    expired,
     footprint_from_header,
     gpu_layers_that_fit,
     next_model,
+    over_count,
 )
 from app.engine.runner import ContextRunner
 from app.engine.scheduler import SchedulerConfig
@@ -47,7 +53,7 @@ from app.engine.sessions import SessionCache, kv_identity
 from app.engine.status import write_status
 from app.engine.streams import drain
 from app.engine.swap import SwapSpace
-from app.engine.types import Chunk, FinishReason, GenerateRequest
+from app.engine.types import Chunk, FinishReason, GenerateRequest, Priority
 
 log = logging.getLogger("soloist.engine")
 
@@ -120,7 +126,18 @@ class _Preload:
     path: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Residency:
+    """An owner's residency action, carried out on the engine thread."""
+
+    action: str  # "unload" | "pin" | "unpin"
+    path: str
+    done: Future[None]
+
+
 _STOP = object()
+# How long unload/pin wait for the engine thread (it answers between two steps).
+CONTROL_TIMEOUT_S = 30.0
 
 
 class LlamaCppEngine:
@@ -134,6 +151,7 @@ class LlamaCppEngine:
         self._live: dict[str, _Job] = {}
         self._live_lock = threading.Lock()
         self._runners: dict[str, ContextRunner] = {}
+        self._pinned: set[str] = set(self._config.pinned)  # the engine thread's
         self.metrics = MetricsRing()  # one record per finished request; thread-safe
         self._residency: list[dict[str, Any]] = []  # replaced whole by the engine thread
         # Models that failed to load, newest last (appended by the engine thread).
@@ -180,6 +198,45 @@ class LlamaCppEngine:
         """Paths of the models loaded now (a snapshot; may change at once)."""
         return list(self._runners)
 
+    @property
+    def keep_alive_s(self) -> float:
+        return self._config.keep_alive_s
+
+    def queue_by_priority(self) -> dict[str, int]:
+        """Requests in flight (queued or running) per priority class name."""
+        with self._live_lock:
+            jobs = list(self._live.values())
+        counts = Counter(job.request.priority.name.lower() for job in jobs)
+        return {p.name.lower(): counts[p.name.lower()] for p in Priority}
+
+    def unload(self, path: str) -> None:
+        """Unload ``path`` now; nothing to do when it is not loaded.
+
+        Refused with :class:`ModelInUseError` while requests run or wait on
+        it (it is not unloaded under them; try again when they finish).
+        """
+        self._control("unload", path)
+
+    def pin(self, path: str) -> None:
+        """Keep ``path`` loaded once it is: no keep-alive expiry, never evicted for room."""
+        self._control("pin", path)
+
+    def unpin(self, path: str) -> None:
+        """Let ``path`` go again; its keep-alive counts from now."""
+        self._control("unpin", path)
+
+    def _control(self, action: str, path: str) -> None:
+        if not self._thread.is_alive():
+            raise EngineUnavailableError("The engine has stopped.")
+        done: Future[None] = Future()
+        self._inbox.put(_Residency(action, path, done))
+        try:
+            done.result(timeout=CONTROL_TIMEOUT_S)
+        except FutureTimeout:
+            raise EngineUnavailableError(
+                f"The engine did not answer within {CONTROL_TIMEOUT_S:.0f} s."
+            ) from None
+
     def close(self) -> None:
         if self._thread.is_alive():
             with self._live_lock:
@@ -213,6 +270,13 @@ class LlamaCppEngine:
             runner.close()
         self._runners.clear()
         self._publish()
+        while True:  # an owner waiting on an unload or a pin is told at once
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Residency):
+                item.done.set_exception(EngineUnavailableError("The engine has stopped."))
 
     def _take_messages(self, *, block: bool) -> bool:
         """Handle what is in the inbox; False when asked to stop."""
@@ -229,6 +293,8 @@ class LlamaCppEngine:
                 self._cancel(item.request_id)
             elif isinstance(item, _Preload):
                 self._preload(item.path)
+            elif isinstance(item, _Residency):
+                self._residency_action(item)
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
@@ -280,6 +346,39 @@ class LlamaCppEngine:
             log.warning("preloading %s failed: %s", Path(path).name, type(exc).__name__)
         except Exception:
             log.exception("preloading %s failed", Path(path).name)
+
+    def _residency_action(self, item: _Residency) -> None:
+        try:
+            if item.action == "unload":
+                self._unload_now(item.path)
+            elif item.action == "pin":
+                self._pinned.add(item.path)
+            else:
+                self._pinned.discard(item.path)
+                runner = self._runners.get(item.path)
+                if runner is not None:
+                    runner.last_used = time.monotonic()  # a full keep-alive from now
+            self._publish()
+        except EngineError as exc:
+            item.done.set_exception(exc)
+            return
+        except Exception as exc:  # a bug: tell the owner, keep serving
+            log.exception("%s %s failed", item.action, Path(item.path).name)
+            item.done.set_exception(
+                GenerationError(f"Internal engine error: {type(exc).__name__}.")
+            )
+            return
+        item.done.set_result(None)
+
+    def _unload_now(self, path: str) -> None:
+        runner = self._runners.get(path)
+        if runner is None:
+            return
+        if runner.busy:
+            raise ModelInUseError(
+                f"{Path(path).name} is answering requests; it can be unloaded when they finish."
+            )
+        self._unload(path, "the owner asked")
 
     def _step(self, path: str, runner: ContextRunner) -> None:
         self._step_started = time.monotonic()
@@ -367,9 +466,8 @@ class LlamaCppEngine:
     def _make_room(self, path: str, need_bytes: int) -> None:
         """Unload idle models until ``path`` fits the count limit and the memory budget."""
         cfg = self._config
-        idle = sorted((r.last_used, p) for p, r in self._runners.items() if not self._keep(p, r))
-        while len(self._runners) >= cfg.max_models and idle:
-            self._unload(idle.pop(0)[1], "to make room")
+        for victim in over_count(self._loaded(), cfg.max_models):
+            self._unload(victim, "to make room")
         if cfg.memory_budget_bytes is None:
             return
         if need_bytes > cfg.memory_budget_bytes:
@@ -378,13 +476,9 @@ class LlamaCppEngine:
                 f"{cfg.memory_budget_bytes / 2**30:.1f} GiB Soloist may use. Choose a smaller "
                 "model or raise the memory budget."
             )
-        loaded = [
-            LoadedModelInfo(
-                p, r.memory_bytes, r.last_used, in_flight=int(r.busy), pinned=p in cfg.pinned
-            )
-            for p, r in self._runners.items()
-        ]
-        victims = choose_eviction(loaded, need_bytes, cfg.memory_budget_bytes, time.monotonic())
+        victims = choose_eviction(
+            self._loaded(), need_bytes, cfg.memory_budget_bytes, time.monotonic()
+        )
         if victims is None:
             raise EngineBusyError(
                 f"Not enough memory for {Path(path).name} while the loaded models are busy "
@@ -393,8 +487,19 @@ class LlamaCppEngine:
         for victim in victims:
             self._unload(victim, "memory budget")
 
-    def _keep(self, path: str, runner: ContextRunner) -> bool:
-        return runner.busy or path in self._config.pinned
+    def _loaded(self) -> list[LoadedModelInfo]:
+        """The loaded models as the pure residency decisions of placement.py see them."""
+        return [
+            LoadedModelInfo(
+                path,
+                runner.memory_bytes,
+                runner.last_used,
+                in_flight=int(runner.busy),
+                pinned=path in self._pinned,
+                keep_alive_s=self._config.keep_alive_s,
+            )
+            for path, runner in self._runners.items()
+        ]
 
     def _gpu_layers(self, footprint: ModelFootprint, ctx: ContextConfig) -> int:
         """The configured layer count, or (``AUTO_GPU_LAYERS``) what fits the best device."""
@@ -407,10 +512,8 @@ class LlamaCppEngine:
         return gpu_layers_that_fit(footprint, free, ctx.n_ctx, n_seq=1)
 
     def _unload_expired(self) -> None:
-        now = time.monotonic()
-        for path, runner in list(self._runners.items()):
-            if not self._keep(path, runner) and now - runner.last_used > self._config.keep_alive_s:
-                self._unload(path, "kept alive long enough")
+        for path in expired(self._loaded(), time.monotonic()):
+            self._unload(path, "kept alive long enough")
 
     def _unload(self, path: str, why: str) -> None:
         runner = self._runners.pop(path)
@@ -444,7 +547,7 @@ class LlamaCppEngine:
                 "memory_bytes": runner.memory_bytes,
                 "n_ctx": runner.model.n_ctx,
                 "n_seq_max": runner.model.n_seq_max,
-                "pinned": path in self._config.pinned,
+                "pinned": path in self._pinned,
             }
             for path, runner in self._runners.items()
         ]

@@ -1,7 +1,8 @@
 """Placement and residency decisions, as pure functions.
 
 How much memory a model needs, how many of its layers fit on a GPU, which
-loaded model to evict for a new one, which have outlived their keep-alive,
+loaded model to evict for a new one (for memory or for the count of loaded
+models), which have outlived their keep-alive (a pinned model never does),
 and which model to try next when the preferred one cannot load. Nothing
 here loads, frees or measures anything: the residency manager gathers the
 facts (free memory from :mod:`app.engine.devices`, a footprint from the
@@ -337,6 +338,20 @@ def choose_eviction(
         if sum(m.device_bytes for m in picks) - model.device_bytes >= shortfall:
             picks.remove(model)
     return [m.model_id for m in picks]
+
+
+def over_count(loaded: Sequence[LoadedModelInfo], max_models: int) -> list[str]:
+    """Which models to unload so one more fits under ``max_models`` loaded at once.
+
+    The least recently used evictable ones (idle, not pinned) go first. When
+    the others are busy or pinned, fewer than that: the new model then loads
+    beyond the count (the memory budget, :func:`choose_eviction`, still holds).
+    """
+    excess = len(loaded) - max(max_models, 1) + 1
+    if excess <= 0:
+        return []
+    idle = sorted((m for m in loaded if m.evictable), key=lambda m: (m.last_used, m.model_id))
+    return [m.model_id for m in idle[:excess]]
 
 
 def next_model(preferences: Sequence[str], failed: set[str]) -> str | None:

@@ -71,12 +71,25 @@ class Child:
         # One worker: embedding models load once and batches run in order,
         # off the connection's reader thread.
         self._embed_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        # Unload and pin wait for the engine thread: off the reader, one at a
+        # time, so a pin and its unpin arrive in the order they were sent.
+        self._residency_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="residency")
         self._embedders: dict[str, Embedder] = {}
 
     def send(self, message: dict[str, Any]) -> None:
         data = wire.dumps(message)
         with self._send_lock:
             self.conn.send_bytes(data)
+
+    def send_with_residency(self, message: dict[str, Any]) -> None:
+        """Send ``message`` with the residency now, taken under the send lock.
+
+        So residency snapshots (pongs, ``done`` replies) reach the office in
+        the order they were taken: an older one never overwrites a newer one.
+        """
+        with self._send_lock:
+            message["models"] = self.engine.residency()
+            self.conn.send_bytes(wire.dumps(message))
 
     def _model_event(self, what: str, path: str, detail: str) -> None:
         # Sent before llama.cpp touches the file: if the load kills this
@@ -107,13 +120,14 @@ class Child:
                 )
             elif kind == "preload":
                 self.engine.preload(message["path"])
+            elif kind in ("unload", "pin", "unpin"):
+                self._residency_pool.submit(self._residency, kind, message["id"], message["path"])
             elif kind == "ping":
-                self.send(
+                self.send_with_residency(
                     {
                         "t": "pong",
                         "seq": message.get("seq", 0),
                         "stalled_s": self.engine.stalled_s(),
-                        "models": self.engine.residency(),
                     }
                 )
             elif kind == "shutdown":
@@ -157,12 +171,26 @@ class Child:
             log.exception("embedding %s failed", request_id)
             self._send_quietly(wire.error_to_dict(request_id, exc))
 
+    def _residency(self, action: str, message_id: str, path: str) -> None:
+        """Unload, pin or unpin; the reply (``done`` or ``error``) carries the residency."""
+        reply: dict[str, Any] = {"t": "done", "id": message_id}
+        try:
+            getattr(self.engine, action)(path)
+        except EngineError as exc:
+            reply = wire.error_to_dict(message_id, exc)
+        except Exception as exc:
+            log.exception("%s %s failed", action, os.path.basename(path))
+            reply = wire.error_to_dict(message_id, exc)
+        with contextlib.suppress(EOFError, OSError):
+            self.send_with_residency(reply)
+
     def _send_quietly(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(EOFError, OSError):
             self.send(message)
 
     def close(self) -> None:
         self._embed_pool.shutdown(wait=False, cancel_futures=True)
+        self._residency_pool.shutdown(wait=False, cancel_futures=True)
         self.engine.close()
         self.conn.close()
 

@@ -15,7 +15,9 @@ killer) ends the child, never the office. The supervisor thread:
 - marks a model *broken* when the child crashed while loading it (a crash
   signal or an error exit, or twice killed while loading it), keeps it out of
   loading (also after the office restarts: the list is kept in a file) and
-  sends its requests to their next fallback model.
+  sends its requests to their next fallback model;
+- keeps the live state the Models page reads (requests.py): requests in flight per
+  priority class, a metrics record per finished request, and the owner's pins.
 
 Sessions come back by themselves: the child keeps each session's KV
 snapshot on disk (``EngineConfig.snapshot_dir``), and the new child restores
@@ -51,7 +53,8 @@ from app.engine.errors import (
     EngineUnavailableError,
     ModelBrokenError,
 )
-from app.engine.llamacpp import EngineConfig
+from app.engine.llamacpp import CONTROL_TIMEOUT_S, EngineConfig
+from app.engine.metrics import MetricsRing
 from app.engine.process import ENGINE_CHILD, wire
 from app.engine.process.crashes import (
     CRASH_SIGNALS,
@@ -60,8 +63,15 @@ from app.engine.process.crashes import (
     crash_reason,
     signal_name,
 )
+from app.engine.process.requests import (
+    Embeddings,
+    InFlight,
+    Pending,
+    PendingEmbed,
+    cancelled_chunk,
+)
 from app.engine.streams import drain
-from app.engine.types import Chunk, FinishReason, GenerateRequest
+from app.engine.types import Chunk, GenerateRequest
 
 log = logging.getLogger("soloist.engine.supervisor")
 child_log = logging.getLogger("soloist.engine.child")
@@ -87,33 +97,6 @@ class ProcessConfig:
     log_lines: int = 40  # of the child's stderr kept for crash reports
     command: tuple[str, ...] | None = None  # default: this Python, -m app.engine.process.child
     env: Mapping[str, str] | None = None  # extra environment for the child
-
-
-@dataclass(frozen=True, slots=True)
-class Embeddings:
-    """Vectors from the engine child's embedding model, with its name and dimension."""
-
-    model: str
-    dimension: int
-    vectors: list[list[float]]
-
-
-@dataclass
-class _PendingEmbed:
-    message: dict[str, Any]
-    out: queue.Queue[Embeddings | BaseException] = field(default_factory=queue.Queue)
-    generation: int = -1
-    attempts: int = 0
-
-
-@dataclass
-class _Pending:
-    request: GenerateRequest
-    out: queue.Queue[Chunk | BaseException] = field(default_factory=queue.Queue)
-    generation: int = -1  # the child it was sent to; -1: waiting to be sent
-    attempts: int = 0
-    delivered: int = 0  # chunks that reached the caller
-    cancelled: bool = False
 
 
 @dataclass
@@ -148,8 +131,11 @@ class ProcessEngine:
         self._config = config or ProcessConfig()
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
-        self._pending: dict[str, _Pending] = {}
-        self._embeds: dict[str, _PendingEmbed] = {}
+        self.metrics = MetricsRing()  # a RequestRecord per request, from the chunks delivered
+        self._pending = InFlight(self.metrics)
+        self._embeds = self._pending.embeds
+        self._controls = self._pending.controls
+        self._pinned: set[str] = set(self._config.engine.pinned)  # sent to every new child
         self._child: _Child | None = None
         self._generation = 0
         self._closing = False
@@ -172,11 +158,11 @@ class ProcessEngine:
 
     # -- the Engine interface --------------------------------------------
     def generate(self, request: GenerateRequest) -> Iterator[Chunk]:
-        pending = _Pending(request)
+        pending = Pending(request)
         with self._lock:
             closing = self._closing
             if not closing:
-                self._pending[request.request_id] = pending
+                self._pending.add(pending)
             child = self._child
         if closing:
             pending.out.put(EngineUnavailableError("The engine is shutting down."))
@@ -194,12 +180,13 @@ class ProcessEngine:
             pending.cancelled = True
             child = self._child
             live = child is not None and pending.generation == child.generation
+            end = cancelled_chunk(pending)
             if not live:  # not sent yet (the child is restarting): end it here
-                self._pending.pop(request_id, None)
+                self._pending.settle(pending, end)
         if live and child is not None:
             self._send(child, {"t": "cancel", "id": request_id})
         else:
-            pending.out.put(Chunk(request_id, 0, finish_reason=FinishReason.CANCELLED))
+            pending.out.put(end)
         return True
 
     def embed(
@@ -211,7 +198,7 @@ class ProcessEngine:
         once to the restarted child.
         """
         request_id = uuid.uuid4().hex
-        pending = _PendingEmbed({"t": "embed", "id": request_id, "texts": texts, "model": model})
+        pending = PendingEmbed({"t": "embed", "id": request_id, "texts": texts, "model": model})
         with self._lock:
             if self._closing:
                 raise EngineUnavailableError("The engine is shutting down.")
@@ -235,7 +222,7 @@ class ProcessEngine:
         """An :class:`~app.engine.embeddings.Embedder` that runs in the child."""
         return ChildEmbedder(self, model)
 
-    def _dispatch_embed(self, pending: _PendingEmbed, child: _Child | None) -> None:
+    def _dispatch_embed(self, pending: PendingEmbed, child: _Child | None) -> None:
         with self._lock:
             if child is None or child.lost or pending.generation == child.generation:
                 return
@@ -251,16 +238,8 @@ class ProcessEngine:
                 return
             self._closing = True
             child = self._child
-            waiting = list(self._pending.values())
-            self._pending.clear()
-            embeds = list(self._embeds.values())
-        for embed in embeds:
-            embed.out.put(EngineUnavailableError("The engine is shutting down."))
+            self._pending.close()
         self._closed.set()
-        for pending in waiting:
-            pending.out.put(
-                Chunk(pending.request.request_id, 0, finish_reason=FinishReason.CANCELLED)
-            )
         self._wake.set()
         self._thread.join(timeout=10)
         if child is not None:
@@ -302,6 +281,49 @@ class ProcessEngine:
         if child is not None:
             self._send(child, {"t": "preload", "path": path})
 
+    @property
+    def keep_alive_s(self) -> float:
+        return self._config.engine.keep_alive_s
+
+    def queue_by_priority(self) -> dict[str, int]:
+        """Requests in flight (queued, running, or waiting for a restart) per priority class."""
+        with self._lock:
+            return self._pending.queue_by_priority()
+
+    def unload(self, path: str) -> None:
+        """Unload ``path`` now (and after restarts); ModelInUseError while requests use it."""
+        with self._lock:
+            if path in self._wanted and self._child is None:
+                self._wanted.remove(path)  # nothing is loaded: just do not reload it
+        self._residency("unload", path)
+
+    def pin(self, path: str) -> None:
+        """Keep ``path`` loaded once it is: never unloaded for keep-alive or for room."""
+        self._residency("pin", path)
+
+    def unpin(self, path: str) -> None:
+        """Let ``path`` go again; it unloads after its keep-alive from now."""
+        self._residency("unpin", path)
+
+    def _residency(self, action: str, path: str) -> None:
+        """Carry out ``action`` in the child and wait; no child: the next one gets the pins."""
+        with self._lock:
+            if action != "unload":
+                (self._pinned.add if action == "pin" else self._pinned.discard)(path)
+            child = self._child
+            if child is None:
+                return
+            request_id, control = self._pending.open_control(child.generation)
+        self._send(child, {"t": action, "id": request_id, "path": path})
+        try:
+            control.wait(CONTROL_TIMEOUT_S + 5)
+        except EngineRestartedError:
+            if action == "unload":
+                raise  # else: the pins are sent to the new child as it starts
+        finally:
+            with self._lock:
+                self._controls.pop(request_id, None)
+
     def broken_models(self) -> dict[str, str]:
         """Model path -> why it is kept out of loading."""
         return self._broken.reasons()
@@ -312,28 +334,28 @@ class ProcessEngine:
         return self._broken.forget(path)
 
     # -- caller side -------------------------------------------------------
-    def _drain(self, pending: _Pending) -> Iterator[Chunk]:
+    def _drain(self, pending: Pending) -> Iterator[Chunk]:
         request_id = pending.request.request_id
 
-        def forget() -> None:
+        def forget() -> None:  # still in flight here: the caller stopped reading
             with self._lock:
-                self._pending.pop(request_id, None)
+                self._pending.settle(pending, cancelled_chunk(pending))
 
         return drain(pending.out, abandon=lambda: self.cancel(request_id), finish=forget)
 
-    def _dispatch(self, pending: _Pending, child: _Child | None) -> None:
+    def _dispatch(self, pending: Pending, child: _Child | None) -> None:
         """Send ``pending`` to ``child`` unless it is already there (or no child is up)."""
         try:
             request = self._without_broken(pending.request)
         except ModelBrokenError as exc:
             with self._lock:
-                self._pending.pop(pending.request.request_id, None)
+                self._pending.settle(pending, exc)
             pending.out.put(exc)
             return
         with self._lock:
             if child is None or child.lost or pending.generation == child.generation:
                 return
-            if self._pending.get(request.request_id) is not pending:
+            if not self._pending.holds(pending):
                 return  # finished or cancelled meanwhile
             pending.request = request
             pending.generation = child.generation
@@ -383,6 +405,8 @@ class ProcessEngine:
         kind = message["t"]
         if kind == "chunk":
             self._deliver(child, message["id"], wire.chunk_from_dict(message))
+        elif kind == "done" or message.get("id") in self._controls:
+            self._answer(child, message)
         elif kind == "error" and message["id"] in self._embeds:
             self._deliver_embed(child, message["id"], wire.error_from_dict(message))
         elif kind == "error":
@@ -405,11 +429,18 @@ class ProcessEngine:
                 return  # a stale message from a child that is gone
             final = not isinstance(item, Chunk) or item.is_final
             if final:
-                del self._pending[request_id]
+                self._pending.settle(pending, item)
                 self._streak = 0  # this child serves: a later death is no crash loop
             else:
                 pending.delivered += 1
         pending.out.put(item)
+
+    def _answer(self, child: _Child, message: dict[str, Any]) -> None:
+        """A residency action's ``done`` or ``error``, with the residency after it."""
+        child.models = list(message.get("models", child.models))
+        with self._lock:
+            if not child.lost:
+                self._pending.answer_control(child.generation, message)
 
     def _deliver_embed(
         self, child: _Child, request_id: str, item: Embeddings | EngineError
@@ -578,9 +609,12 @@ class ProcessEngine:
         with self._ready:
             self._child = child
             wanted = [p for p in self._wanted if p not in broken]
+            pinned = sorted(self._pinned)
             waiting = list(self._pending.values())
             embeds = list(self._embeds.values())
             self._ready.notify_all()
+        for path in pinned:  # before the preloads: a pinned model is never evicted for them
+            self._send(child, {"t": "pin", "id": uuid.uuid4().hex, "path": path})
         for path in wanted:
             self._send(child, {"t": "preload", "path": path})
         for pending in waiting:
@@ -616,41 +650,12 @@ class ProcessEngine:
         code = child.popen.returncode
         sig = signal_name(code)
         broken = self._judge_models(loading, code, reason, tuple(child.log_tail))
-        retried = failed = 0
-        record_reason = reason
         with self._lock:
-            for pending in list(self._pending.values()):
-                if pending.generation != child.generation:
-                    continue
-                request_id = pending.request.request_id
-                if pending.cancelled:
-                    del self._pending[request_id]
-                    pending.out.put(Chunk(request_id, 0, finish_reason=FinishReason.CANCELLED))
-                elif pending.delivered == 0 and pending.attempts < 2:
-                    pending.generation = -1  # sent again to the next child
-                    retried += 1
-                else:
-                    del self._pending[request_id]
-                    pending.out.put(
-                        EngineRestartedError(
-                            f"The engine process {reason} while this request ran and was "
-                            "restarted; the reply is incomplete. Try again."
-                        )
-                    )
-                    failed += 1
-            for embed in self._embeds.values():
-                if embed.generation != child.generation:
-                    continue
-                if embed.attempts < 2:
-                    embed.generation = -1
-                else:
-                    embed.out.put(
-                        EngineRestartedError(f"The engine process {reason} twice while embedding.")
-                    )
+            retried, failed = self._pending.child_lost(child.generation, reason)
         record = CrashRecord(
             at=time.time(),
             pid=child.popen.pid,
-            reason=record_reason,
+            reason=reason,
             exit_code=code,
             signal=sig,
             last_log_lines=tuple(child.log_tail),
@@ -689,14 +694,7 @@ class ProcessEngine:
     def _fail_waiting(self, record: CrashRecord | None) -> None:
         why = record.summary() if record else "the engine process could not be started"
         with self._lock:
-            waiting = [p for p in self._pending.values() if p.generation == -1]
-            for pending in waiting:
-                del self._pending[pending.request.request_id]
-            embeds = [e for e in self._embeds.values() if e.generation == -1]
-        for pending in waiting:
-            pending.out.put(EngineUnavailableError(f"The engine is unavailable: {why}."))
-        for embed in embeds:
-            embed.out.put(EngineUnavailableError(f"The engine is unavailable: {why}."))
+            self._pending.fail_waiting(why)
 
     def _kill(self, child: _Child) -> None:
         if child.popen.poll() is None:

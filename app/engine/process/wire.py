@@ -6,8 +6,14 @@ connection is authenticated with an HMAC challenge on a random key the
 child reads from its stdin (never from argv or the environment, which other
 local users may read). Payloads are JSON objects with a ``t`` (type) field:
 
-office -> child: ``generate`` ``cancel`` ``preload`` ``embed`` ``ping`` ``shutdown``
-child -> office: ``ready`` ``chunk`` ``error`` ``embedded`` ``pong`` ``model`` (events)
+office -> child: ``generate`` ``cancel`` ``preload`` ``embed`` ``ping`` ``shutdown``,
+and the owner's residency actions ``unload`` ``pin`` ``unpin`` (``id``, ``path``)
+child -> office: ``ready`` ``chunk`` ``error`` ``embedded`` ``pong`` ``model`` (events),
+and ``done`` (``id``, ``models``: the residency after the action; a refused
+action gets an ``error`` with its ``id`` and ``models`` instead)
+
+Per-request metrics cross no message of their own: the office builds them
+from the chunks it delivers (the final one carries the request's timings).
 
 JSON rather than pickle: the office never unpickles what another process
 wrote.

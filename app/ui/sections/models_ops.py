@@ -98,8 +98,14 @@ def engine_view(office: Office) -> EngineView:
         recent=_recent(local),
         can_unload=callable(getattr(local, "unload", None)),
         can_pin=callable(getattr(local, "pin", None)),
+        keep_alive_s=_keep_alive(local),
         broken=dict(broken) if isinstance(broken, dict) else {},
     )
+
+
+def _keep_alive(engine: Any) -> float:
+    value = getattr(engine, "keep_alive_s", None)
+    return float(value) if isinstance(value, int | float) else DEFAULT_KEEP_ALIVE_S
 
 
 def _published_residency(home: Path) -> tuple[tuple[ResidentModel, ...], str]:
