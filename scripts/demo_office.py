@@ -86,8 +86,8 @@ CONVERSATIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("user", "Write a short reminder to Dana that invoice #2041 is due on Friday."),
             (
                 "assistant",
-                "Hi Dana, a friendly reminder that invoice #2041 is due this Friday. "
-                "Thanks a lot, and have a good week!",
+                "Hi Dana, a friendly reminder that invoice #2041 (1,800 EUR) is due "
+                "this Friday [1]. Thanks a lot, and have a good week!",
             ),
         ),
     ),
@@ -165,11 +165,20 @@ def seed(home: Path, model: Path) -> None:
         office.close()
 
 
+CITED = "Invoice #2041 to Dana (Northwind): 1,800 EUR, due Friday; she likes a short nudge."
+
+
 def seed_conversations(office: Office) -> None:
+    """The conversations; a reply that cites [1] carries the citation the chat stores."""
+    from app.agents.chat_context import Citation
+
+    cited = office.memory.remember(CITED, "fact")
+    citation = Citation(1, cited.memory_id, "Invoice #2041 to Dana", "the owner", cited.id)
     for title, messages in CONVERSATIONS:
         conversation = office.new_conversation(title)
         for role, text in messages:
-            office.conversations.append(conversation.id, role, text)
+            meta = {"citations": [citation.to_json()]} if "[1]" in text else None
+            office.conversations.append(conversation.id, role, text, meta)
 
 
 def seed_crm(office: Office) -> None:
