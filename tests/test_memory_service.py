@@ -59,14 +59,14 @@ def service(db: Database, hashes: HashEmbedder) -> Iterator[MemoryService]:
 
 # -- start-up -------------------------------------------------------------------------------
 class SlowToLoad(HashEmbedder):
-    """An embedder whose model takes a while to load (made by a slow factory)."""
+    """An embedder whose model loads only when the test lets it (made by a slow factory)."""
 
     made = threading.Event()
 
     @classmethod
-    def factory(cls, delay_s: float) -> Callable[[], SlowToLoad]:
+    def factory(cls, release: threading.Event) -> Callable[[], SlowToLoad]:
         def make() -> SlowToLoad:
-            time.sleep(delay_s)  # what loading a model costs
+            release.wait(30)  # loading a model, for as long as the test wants
             cls.made.set()
             return cls()
 
@@ -78,16 +78,16 @@ def test_start_returns_at_once_and_the_model_loads_in_the_background(db: Databas
     seeded.remember("plum tart for Friday", "note")
     seeded.close()
     states: list[ServiceState] = []
-    service = MemoryService(db, SlowToLoad.factory(1.0), on_state=states.append)
+    release = threading.Event()
+    SlowToLoad.made.clear()
+    service = MemoryService(db, SlowToLoad.factory(release), on_state=states.append)
 
-    started = time.perf_counter()
-    service.start()
-    elapsed = time.perf_counter() - started
+    service.start()  # returns although the model cannot load yet
     try:
-        assert elapsed < 0.2
         assert service.state is ServiceState.LOADING and not SlowToLoad.made.is_set()
         with pytest.raises(SearchNotReadyError):
             service.search("plum", timeout_s=0.05)
+        release.set()
         assert service.wait_ready(30)
         assert states == [ServiceState.LOADING, ServiceState.SEARCHABLE, ServiceState.READY]
         assert service.search("plum")[0].text == "plum tart for Friday"

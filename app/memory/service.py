@@ -169,6 +169,7 @@ class MemoryService:
         self._ingestor: Ingestor | None = None
         self._load_error = ""
         self._state = ServiceState.NEW
+        self._told = ServiceState.NEW  # the last state on_state was called with
         self._state_cond = threading.Condition()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -200,8 +201,8 @@ class MemoryService:
     def wait_ready(self, timeout_s: float | None = None) -> bool:
         """Wait until READY (or FAILED/CLOSED); whether it is READY."""
         with self._state_cond:
-            self._state_cond.wait_for(lambda: self._state >= ServiceState.READY, timeout_s)
-            return self._state is ServiceState.READY
+            self._state_cond.wait_for(lambda: self._told >= ServiceState.READY, timeout_s)
+            return self._told is ServiceState.READY
 
     def wait_idle(self, timeout_s: float = 60.0) -> bool:
         """Wait until loaded with no background embedding, resync or rebuild due."""
@@ -390,10 +391,12 @@ class MemoryService:
             if new not in _NEXT[old]:
                 return False
             self._state = new
-            self._state_cond.notify_all()
         log.info("memory service %s -> %s", old.name, new.name)
         if self._on_state is not None:
             self._on_state(new)
+        with self._state_cond:  # waiters wake once the listener has been told
+            self._told = new
+            self._state_cond.notify_all()
         return True
 
     def _await_searchable(self, timeout_s: float) -> None:
