@@ -43,8 +43,14 @@ def one_run(soloist: list[str]) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--command",
+        default=None,
+        help="what to start (default: this venv's soloist; for the bundle: dist/soloist/soloist)",
+    )
     args = parser.parse_args()
-    exe = shutil.which("soloist") or os.path.join(os.path.dirname(sys.executable), "soloist")
+    exe = args.command or shutil.which("soloist")
+    exe = exe or os.path.join(os.path.dirname(sys.executable), "soloist")
     results = [one_run([exe]) for _ in range(args.runs)]
     for i, (app_ms, wall_ms) in enumerate(results, 1):
         print(f"run {i}: first paint {app_ms:.0f} ms after process start ({wall_ms:.0f} ms wall)")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Slot
-from PySide6.QtGui import QDesktopServices, QShowEvent
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -44,6 +44,7 @@ from app.desktop import (
 )
 from app.ui.office_bridge import OfficeBridge
 from app.ui.sections import section
+from app.ui.sections.refreshing import RefreshingSection
 from app.ui.theme import (
     THEME_KEY,
     THEME_PROPERTY,
@@ -101,7 +102,7 @@ def add_to_menu() -> Outcome:
     return Outcome(installed.entry.is_file())
 
 
-class SettingsSection(QWidget):
+class SettingsSection(RefreshingSection):
     """See the module docstring; slow work goes through the bridge."""
 
     def __init__(
@@ -113,9 +114,8 @@ class SettingsSection(QWidget):
         platform: str = sys.platform,
         open_url: OpenUrl = QDesktopServices.openUrl,
     ) -> None:
-        super().__init__(parent)
+        super().__init__(bridge, parent)  # reloads when shown and when the office opens
         self.setObjectName("section-settings")
-        self._bridge = bridge
         self._autostart = autostart or autostart_for(platform)
         self._platform = platform
         self._open_url = open_url
@@ -165,18 +165,8 @@ class SettingsSection(QWidget):
         self.menu_button.clicked.connect(self._add_to_menu)
         self.theme.activated.connect(self._theme_chosen)
         self.open_folder.clicked.connect(self._open_data_folder)
-        self._bridge.opened.connect(self._refresh_if_visible)
 
     # -- start at login ------------------------------------------------------------------
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt's name)
-        super().showEvent(event)
-        self.refresh()
-
-    @Slot()
-    def _refresh_if_visible(self) -> None:
-        if self.isVisible():
-            self.refresh()
-
     def refresh(self) -> None:
         """Ask (off the main thread) whether Soloist starts at login."""
         if self._switching:
