@@ -275,5 +275,28 @@ def test_schedule_sync_adds_missing_lines_and_disables_dropped_ones() -> None:
         return Automation("a1", "x", spec.target, spec.schedule, T0, payload, enabled=enabled)
 
     assert plan_schedule_sync(specs, [made(specs[0], True)]).add == ()
-    assert plan_schedule_sync(specs, [made(specs[0], False)]).enable[0].id == "a1"
     assert plan_schedule_sync([], [made(specs[0], True)]).disable[0].id == "a1"
+    owner_disabled = made(specs[0], False)
+    assert plan_schedule_sync(specs, [owner_disabled]).enable == ()  # the owner's choice holds
+    retired = replace(owner_disabled, payload={**owner_disabled.payload, "retired": True})
+    assert plan_schedule_sync(specs, [retired]).enable[0].id == "a1"  # its line came back
+
+
+def test_a_schedule_the_owner_disabled_stays_disabled_when_the_runtime_starts_again(
+    office: Office,
+) -> None:
+    runtime = office.runtime(ScriptedEngine(call("final", answer="nothing to do")))
+    store = runtime.scheduler.store
+    runtime.sync_schedules()
+    (automation,) = store.list()
+    store.set_enabled(automation.id, False)  # what the Automations section does
+    plan = runtime.sync_schedules()  # as at the next start
+    assert plan.enable == () and not store.get(automation.id).enabled
+    store.set_enabled(automation.id, True)
+    wanted, runtime.schedules = runtime.schedules, []  # the line leaves the definition
+    assert [a.id for a in runtime.sync_schedules().disable] == [automation.id]
+    assert store.get(automation.id).payload.get("retired") is True
+    runtime.schedules = wanted  # and comes back: enabled again, the mark gone
+    assert [a.id for a in runtime.sync_schedules().enable] == [automation.id]
+    back = store.get(automation.id)
+    assert back.enabled and "retired" not in back.payload

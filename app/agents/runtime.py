@@ -31,7 +31,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -84,6 +84,7 @@ log = logging.getLogger("soloist.agents")
 
 MODEL_SETTINGS = {"fast": "models.fast", "smart": "models.smart"}
 MANAGED_BY = "agent-definition"  # the payload mark of automations made from definitions
+RETIRED = "retired"  # payload mark: disabled by the sync because its line went away
 _FAILED_RUNS = frozenset({RunState.FAILED, RunState.STOPPED, RunState.INTERRUPTED})
 
 
@@ -162,15 +163,24 @@ def wanted_schedules(
 def plan_schedule_sync(
     wanted: Sequence[ScheduleSpec], existing: Sequence[Automation]
 ) -> SchedulePlan:
-    """Which automations to add, re-enable or disable so each wanted line has one."""
+    """Which automations to add, re-enable or retire so each wanted line has one.
+
+    Only an automation this sync retired (its line had left the definition)
+    is enabled again when the line comes back; one the owner disabled stays
+    disabled across restarts.
+    """
     managed = [a for a in existing if a.payload.get("managed_by") == MANAGED_BY]
     keys = {(s.target, s.line) for s in wanted}
     have = {(a.target, str(a.payload.get("line"))): a for a in managed}
     return SchedulePlan(
         add=tuple(s for s in wanted if (s.target, s.line) not in have),
-        enable=tuple(a for k, a in have.items() if k in keys and not a.enabled),
+        enable=tuple(a for k, a in have.items() if k in keys and _retired(a)),
         disable=tuple(a for k, a in have.items() if k not in keys and a.enabled),
     )
+
+
+def _retired(automation: Automation) -> bool:
+    return not automation.enabled and automation.payload.get(RETIRED) is True
 
 
 def load_builtins() -> tuple[AgentDefinition, ...]:
@@ -315,9 +325,11 @@ class AgentRuntime:
             payload = {"managed_by": MANAGED_BY, "line": spec.line}
             store.add(f"{spec.agent_id}: {spec.line}", spec.target, spec.schedule, payload=payload)
         for automation in plan.enable:
-            store.set_enabled(automation.id, True)
+            kept = {k: v for k, v in automation.payload.items() if k != RETIRED}
+            store.update(replace(automation, enabled=True, payload=kept))
         for automation in plan.disable:
-            store.set_enabled(automation.id, False)
+            marked: dict[str, object] = {**automation.payload, RETIRED: True}
+            store.update(replace(automation, enabled=False, payload=marked))
         log.info(
             "agent schedules: %d added, %d enabled, %d disabled",
             len(plan.add), len(plan.enable), len(plan.disable),
