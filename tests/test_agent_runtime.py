@@ -23,6 +23,7 @@ from app.agents.automations import Automation
 from app.agents.automations.scheduler import TARGET_RUNNERS
 from app.agents.autonomy import Autonomy, AutonomyStore, Owner
 from app.agents.definitions import AgentDefinition, ToolGrant
+from app.agents.lifecycle import AgentState
 from app.agents.loop import Trigger
 from app.agents.outbox import ActionState, Outbox
 from app.agents.runtime import (
@@ -177,11 +178,23 @@ def test_a_live_approval_wakes_the_worker_and_the_action_runs_once(office: Offic
     runtime.start()
     action_id = waiting_action(runtime)
     assert runtime.outbox.get(action_id).state is ActionState.PROPOSED
+    assert runtime.manager.state("desk") is AgentState.WAITING_FOR_APPROVAL
     runtime.approve(action_id, Owner.at_cli("tester"))
+    assert runtime.manager.state("desk") is AgentState.IDLE  # the owner answered
     eventually(lambda: runtime.outbox.get(action_id).state is ActionState.DONE)
     runtime._worker.wake()  # another pass finds nothing to do
     eventually(lambda: runtime._worker.passes >= 3)
     assert office.activities() == 1
+
+
+def test_an_agent_waits_until_the_owner_answered_its_last_action(office: Office) -> None:
+    runtime = office.runtime(ScriptedEngine(LOG_CALL, LOG_CALL))
+    runtime.start()
+    first, second = waiting_action(runtime), waiting_action(runtime)
+    runtime.outbox.reject(first, Owner.at_cli("tester"), "not now")
+    assert runtime.manager.state("desk") is AgentState.WAITING_FOR_APPROVAL  # one still waits
+    runtime.outbox.reject(second, Owner.at_cli("tester"), "not now either")
+    assert runtime.manager.state("desk") is AgentState.IDLE
 
 
 def soloist(*argv: str) -> int:
@@ -211,6 +224,7 @@ def test_an_approval_through_the_cli_executes_once_when_soloist_starts(
             runtime.start()
             assert runtime.outbox.get(action_id).state is ActionState.DONE
             assert office.activities() == 1
+            assert runtime.manager.state("desk") is AgentState.IDLE  # answered while closed
             office.close()
 
 

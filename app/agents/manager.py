@@ -10,7 +10,9 @@ come while it runs wait in its list and start after it.
 States are saved in the trace store on every change, so they survive a
 restart: at ``start()`` an agent found RUNNING or QUEUED becomes IDLE (its
 run is marked INTERRUPTED; the queued triggers were in memory only), a
-PAUSED, FAILED or WAITING_FOR_APPROVAL agent stays so. The agent's context
+PAUSED, FAILED or WAITING_FOR_APPROVAL agent stays so. A waiting agent goes
+back to IDLE when the owner has answered its last action
+(``owner_answered``, called by the runtime). The agent's context
 (what it had read and done) is in the session tier and the trace.
 
 Pausing a running agent stops its loop at the next step boundary and the
@@ -80,8 +82,10 @@ class AgentManager:
         workers: int = 1,
         max_pending: int = 8,
         on_event: Callable[[AgentEvent], None] | None = None,
+        still_waiting: Callable[[str], bool] = lambda _agent_id: True,
     ) -> None:
         self._make_loop = make_loop
+        self._still_waiting = still_waiting  # has the agent an action the owner has not answered?
         self._clock = clock
         self._trace = trace
         self._workers = workers
@@ -187,6 +191,19 @@ class AgentManager:
                 agent.loop.cancel()
             self._idle.notify_all()
 
+    def owner_answered(self, agent_id: str) -> bool:
+        """The agent's last waiting action was answered: WAITING_FOR_APPROVAL -> IDLE."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            return False
+        with self._lock:
+            event = agent.machine.change_if(
+                S.WAITING_FOR_APPROVAL, S.IDLE, reason="the owner answered"
+            )
+            if event is not None:
+                self._queue_if_ready(agent)
+        return event is not None
+
     def pause_all_background(self) -> list[str]:
         """Pause every agent of BACKGROUND priority (the owner needs the machine)."""
         paused = [
@@ -282,7 +299,10 @@ class AgentManager:
             return S.PAUSED
         if result is None:
             return S.FAILED
-        return _END_STATES.get(result.state, S.IDLE)
+        state = _END_STATES.get(result.state, S.IDLE)
+        if state is S.WAITING_FOR_APPROVAL and not self._still_waiting(agent.definition.id):
+            return S.IDLE  # the owner answered before the run had ended
+        return state
 
     def _changed(self, event: AgentEvent) -> None:
         if self._trace is not None:

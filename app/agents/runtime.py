@@ -53,7 +53,7 @@ from app.agents.definitions import (
 )
 from app.agents.definitions_toml import parse_cron
 from app.agents.errors import ActionNotFoundError, AgentError
-from app.agents.lifecycle import AgentEvent
+from app.agents.lifecycle import AgentEvent, AgentState
 from app.agents.loop import AgentLoop, LoopOptions, Trigger
 from app.agents.loop_steps import Memory
 from app.agents.manager import AgentManager
@@ -244,7 +244,12 @@ class AgentRuntime:
         self.schedules, schedule_errors = wanted_schedules(found, local_zone())
         self.definitions = DefinitionSet(found.definitions, (*found.errors, *schedule_errors))
         self.manager = AgentManager(
-            self.definitions, self._make_loop, clock, trace=self.trace, on_event=on_agent_event
+            self.definitions,
+            self._make_loop,
+            clock,
+            trace=self.trace,
+            on_event=on_agent_event,
+            still_waiting=self._has_proposals,
         )
         self.scheduler = AutomationScheduler(
             db, self._run_automation, clock=clock, max_sleep=scheduler_max_sleep
@@ -268,6 +273,7 @@ class AgentRuntime:
         interrupted = self.sessions.interrupt_running()
         self.manager.start()
         log.info("agents start: manager started (%d session runs interrupted)", interrupted)
+        self._release_answered_agents()  # answered with Soloist closed (soloist approvals)
         if not background:
             return
         self._background = True
@@ -384,9 +390,20 @@ class AgentRuntime:
     def _redacted(self, text: str) -> str:
         return self._redact(text)
 
+    def _has_proposals(self, agent_id: str) -> bool:
+        return bool(self.outbox.list(ActionState.PROPOSED, agent_id))
+
+    def _release_answered_agents(self) -> None:
+        for agent_id, state in self.manager.states().items():
+            if state is AgentState.WAITING_FOR_APPROVAL and not self._has_proposals(agent_id):
+                self.manager.owner_answered(agent_id)
+
     def _outbox_event(self, event: OutboxEvent) -> None:
         if event.state is ActionState.APPROVED:
             self._worker.wake()
+        answered = event.previous is ActionState.PROPOSED and event.state is not event.previous
+        if answered and event.agent_id and not self._has_proposals(event.agent_id):
+            self.manager.owner_answered(event.agent_id)
         if self._on_outbox_event is not None:
             self._on_outbox_event(event)
 
