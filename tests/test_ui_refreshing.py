@@ -103,3 +103,73 @@ def test_the_status_line_takes_no_room_while_empty(qtbot: QtBot) -> None:
     assert not status.isVisible() and status.text() == ""
     status.setText("")
     assert not status.isVisible()
+
+
+class ReadingBridge(Bridge):
+    """Keeps each call's callbacks, as the real bridge would run them later; drops them closed."""
+
+    def __init__(self, is_open: bool = False) -> None:
+        super().__init__(is_open)
+        self.calls: list[tuple[object, object, object]] = []
+
+    def call(self, op: object, on_success: object, on_failure: object) -> None:
+        if self.is_open:  # the real bridge runs nothing before the office is open
+            self.calls.append((op, on_success, on_failure))
+
+
+class Reading(RefreshingSection):
+    def __init__(self, bridge: ReadingBridge) -> None:
+        super().__init__(bridge)  # type: ignore[arg-type]
+        self.version = 0
+        self.shown: list[int] = []
+        self.failures: list[str] = []
+
+    def refresh(self) -> None:
+        version = self.version
+        self.load(lambda office: version, self.shown.append)
+
+    def load_failed(self, message: str) -> None:
+        self.failures.append(message)
+
+
+def answer(bridge: ReadingBridge, index: int = -1) -> None:
+    op, on_success, _ = bridge.calls[index]
+    on_success(op(None))  # type: ignore[operator]
+
+
+def test_one_read_at_a_time_and_a_stale_answer_is_dropped(qtbot: QtBot) -> None:
+    bridge = ReadingBridge(is_open=True)
+    page = Reading(bridge)
+    qtbot.addWidget(page)
+    page.refresh()
+    page.version = 1
+    page.refresh()  # while the first read is out: no second read yet
+    assert len(bridge.calls) == 1
+    answer(bridge, 0)  # the first answer predates version 1: dropped, read again
+    assert page.shown == [] and len(bridge.calls) == 2
+    answer(bridge, 1)
+    assert page.shown == [1]
+
+
+def test_a_failed_read_is_shown_and_the_next_refresh_reads_again(qtbot: QtBot) -> None:
+    bridge = ReadingBridge(is_open=True)
+    page = Reading(bridge)
+    qtbot.addWidget(page)
+    page.refresh()
+    bridge.calls[0][2]("the database is locked")  # type: ignore[operator]
+    assert page.failures == ["the database is locked"]
+    page.refresh()
+    assert len(bridge.calls) == 2
+
+
+def test_a_refresh_before_the_office_opened_does_not_wedge_the_section(qtbot: QtBot) -> None:
+    bridge = ReadingBridge(is_open=False)
+    page = Reading(bridge)
+    qtbot.addWidget(page)
+    page.show()  # shown while the office is still opening: the bridge would drop a read
+    assert bridge.calls == []
+    bridge.is_open = True
+    bridge.opened.emit()
+    assert len(bridge.calls) == 1
+    answer(bridge)
+    assert page.shown == [0]

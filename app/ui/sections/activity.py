@@ -51,8 +51,6 @@ class ActivitySection(RefreshingSection):
         self._page_number = 0
         self.page_size = activity_ops.PAGE_SIZE
         self.shown: ActivityPage | None = None
-        self._loading = False
-        self._again = False
         self._typing = QTimer(self)
         self._typing.setSingleShot(True)
         self._typing.setInterval(TYPING_MS)
@@ -137,32 +135,13 @@ class ActivitySection(RefreshingSection):
     @Slot()
     def refresh(self) -> None:
         """Reload the page shown with the filter as it is now."""
-        if self._loading:
-            self._again = True
-            return
-        self._loading = True
         chosen, number, size = self.current_filter(), self._page_number, self.page_size
-        self._bridge.call(
-            lambda office: activity_ops.page(office, chosen, number, size),
-            self._show_page,
-            self._load_failed,
-        )
+        self.load(lambda office: activity_ops.page(office, chosen, number, size), self._show_page)
 
-    def _loaded(self) -> bool:
-        self._loading = False
-        if self._again:
-            self._again = False
-            self.refresh()
-            return False
-        return True
-
-    def _load_failed(self, message: str) -> None:
-        if self._loaded():
-            self.message.setText(message)
+    def load_failed(self, message: str) -> None:
+        self.message.setText(message)
 
     def _show_page(self, shown: ActivityPage) -> None:
-        if not self._loaded():
-            return
         self.shown = shown
         self._page_number = shown.number
         self._show_agents(shown.agents)

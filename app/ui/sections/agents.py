@@ -51,8 +51,6 @@ class AgentsSection(RefreshingSection):
         super().__init__(bridge, parent)
         self.setObjectName("section-agents")
         self._agents: dict[str, AgentRow] = {}
-        self._loading = False
-        self._again = False  # asked to reload while loading: the answer may be stale
         self._writes = 0  # autonomy changes under way: older reads would undo them on screen
         self._build()
         self._connect_signals()
@@ -124,11 +122,7 @@ class AgentsSection(RefreshingSection):
     @Slot()
     def refresh(self) -> None:
         """Reload every agent (skipped while a reload is under way)."""
-        if self._loading:
-            self._again = True
-            return
-        self._loading = True
-        self._bridge.call(agents_ops.overview, self._show_overview, self._load_failed)
+        self.load(agents_ops.overview, self._show_overview)
 
     def current_agent(self) -> str | None:
         item = self.list.currentItem()
@@ -139,18 +133,7 @@ class AgentsSection(RefreshingSection):
             if self.list.item(row).data(_ID_ROLE) == agent_id:
                 self.list.setCurrentRow(row)
 
-    def _loaded(self) -> bool:
-        """A reload ended; False (and another reload started) when its answer is stale."""
-        self._loading = False
-        if self._again:
-            self._again = False
-            self.refresh()
-            return False
-        return True
-
     def _show_overview(self, overview: AgentsOverview) -> None:
-        if not self._loaded():
-            return
         self._agents = {agent.id: agent for agent in overview.agents}
         self._show_errors(overview)
         self.message.setText("" if overview.agents else "No agents are defined.")
@@ -186,9 +169,8 @@ class AgentsSection(RefreshingSection):
         self.errors.setText("Some agent files were skipped:\n" + "\n".join(lines))
         self.errors.setVisible(bool(lines))
 
-    def _load_failed(self, message: str) -> None:
-        if self._loaded():
-            self.message.setText(message)
+    def load_failed(self, message: str) -> None:
+        self.message.setText(message)
 
     @Slot(QListWidgetItem, QListWidgetItem)
     def _agent_chosen(self, current: QListWidgetItem | None, _old: QListWidgetItem | None) -> None:

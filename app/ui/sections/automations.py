@@ -98,8 +98,6 @@ class AutomationsSection(RefreshingSection):
         super().__init__(bridge, parent)
         self.setObjectName("section-automations")
         self._rows: list[AutomationRow] = []
-        self._loading = False
-        self._again = False
         self._build()
         self._connect_signals()
 
@@ -142,23 +140,10 @@ class AutomationsSection(RefreshingSection):
     # -- showing -------------------------------------------------------------------------
     @Slot()
     def refresh(self) -> None:
-        if self._loading:
-            self._again = True
-            return
-        self._loading = True
-        self._bridge.call(automations_ops.automations, self._show_rows, self._load_failed)
+        self.load(automations_ops.automations, self._show_rows)
 
-    def _loaded(self) -> bool:
-        self._loading = False
-        if self._again:
-            self._again = False
-            self.refresh()
-            return False
-        return True
-
-    def _load_failed(self, message: str) -> None:
-        if self._loaded():
-            self.message.setText(message)
+    def load_failed(self, message: str) -> None:
+        self.message.setText(message)
 
     def current(self) -> AutomationRow | None:
         row = self.table.currentRow()
@@ -170,8 +155,6 @@ class AutomationsSection(RefreshingSection):
             self.table.selectRow(ids.index(automation_id))
 
     def _show_rows(self, rows: Sequence[AutomationRow]) -> None:
-        if not self._loaded():
-            return
         chosen = self.current()
         self._rows = list(rows)
         self.message.setText("" if rows else "No automations yet.")

@@ -17,7 +17,8 @@ an empty message leaves no blank strip in the layout.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from PySide6.QtCore import QTimer, Slot
 from PySide6.QtGui import QHideEvent, QShowEvent
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from app.ui.office_bridge import OfficeBridge
 
 __all__ = ["RefreshingSection", "StatusLabel"]
+
+T = TypeVar("T")
 
 
 class RefreshingSection(QWidget):
@@ -41,6 +44,8 @@ class RefreshingSection(QWidget):
         self._refresh_timer.setInterval(self.refresh_interval_ms)
         self._refresh_timer.timeout.connect(self.on_tick)
         self._shown = False  # shown (and so loaded) at least once
+        self._loading = False  # a read of load() is out
+        self._again = False  # asked to reload while it was out: its answer may be stale
         bridge.opened.connect(self.on_opened)
         if getattr(bridge, "is_open", False):  # built late: the office opened already
             QTimer.singleShot(0, self, self._opened_before)  # once the subclass is built too
@@ -48,6 +53,42 @@ class RefreshingSection(QWidget):
     def refresh(self) -> None:
         """Ask the office for what the section shows (the subclass's own work)."""
         raise NotImplementedError(f"{type(self).__name__} must implement refresh()")
+
+    def load(self, op: Callable[[Any], T], show: Callable[[T], None]) -> None:
+        """Read ``op(office)`` through the bridge, one read at a time.
+
+        A reload asked for while a read is out runs when it is back, and that
+        stale answer is dropped. Before the office opens nothing is read (the
+        bridge would drop it and the section would wait forever): the section
+        loads when the office opens.
+        """
+        if not getattr(self._bridge, "is_open", True):
+            return
+        if self._loading:
+            self._again = True
+            return
+        self._loading = True
+        self._bridge.call(op, lambda result: self._answered(show, result), self._read_failed)
+
+    def load_failed(self, message: str) -> None:
+        """A read failed (one line); the subclass shows it."""
+
+    def _settled(self) -> bool:
+        """A read is back; False (and the reload started) when its answer is stale."""
+        self._loading = False
+        if self._again:
+            self._again = False
+            self.refresh()
+            return False
+        return True
+
+    def _answered(self, show: Callable[[T], None], result: T) -> None:
+        if self._settled():
+            show(result)
+
+    def _read_failed(self, message: str) -> None:
+        if self._settled():
+            self.load_failed(message)
 
     @property
     def live(self) -> bool:
